@@ -1,0 +1,21 @@
+"""gateways: one WSGI application through CGI, FastCGI, SCGI and a standalone server.
+
+This module stays tiny on purpose: a CGI script pays for every import on every
+request, so nothing here imports more than the standard library already has
+loaded at interpreter start-up.
+"""
+
+__version__ = "0.1.0"
+__all__ = ["__version__", "run"]
+
+
+def run(app, **options):
+    """Serve ``app`` through whatever gateway the environment asks for.
+
+    CGI when ``GATEWAY_INTERFACE`` is set, FastCGI when file descriptor 0 is a
+    listening socket (a web server spawned us), otherwise the standalone
+    development server.  Nothing is guessed from ``SERVER_SOFTWARE``.
+    """
+    from gateways.detect import run as _run
+
+    return _run(app, **options)

@@ -1,0 +1,225 @@
+"""The CGI gateway (RFC 3875): one request from the environment, stdin and stdout.
+
+A cgi-bin script is three lines::
+
+    #!/usr/bin/python3
+    from gateways.cgi import run
+    from myapp import application
+    run(application)
+
+The web server starts a fresh interpreter for every request, so start-up time
+is this gateway's main cost: it imports only :mod:`gateways.environ` and
+:mod:`gateways.response`, which import nothing the interpreter had not already
+loaded.
+
+What it does beyond the WSGI core:
+
+* Meta-variables come from ``os.environb`` (bytes), so that each value reaches
+  the application as latin-1 code points whatever the locale (PEP 3333).
+* ``wsgi.input`` never reads past ``CONTENT_LENGTH`` (RFC 3875 §4.2).  Without
+  ``CONTENT_LENGTH`` a chunked request body (Apache mod_cgid forwards one
+  that way) is read to the end of stdin and ``wsgi.input_terminated`` is set.
+* The unread rest of the body is drained before exit: Apache mod_cgid drops
+  the whole response of a script that exits without reading its input.
+* While the application runs, ``sys.stdout`` points at stderr: a stray
+  ``print()`` lands in the error log instead of corrupting the response.
+* Nothing escapes between the headers and the body: lighttpd leaves the
+  client hanging when a CGI program dies half-way.
+"""
+
+import os
+import sys
+
+from gateways.environ import build_environ, decode_environ, normalize_mount
+from gateways.response import ClientDisconnected, FileWrapper, simple_response
+from gateways.response import run as run_app
+
+BLOCK = 65536
+
+
+class CGIInput:
+    """``wsgi.input`` over stdin, never past ``CONTENT_LENGTH`` (RFC 3875 §4.2).
+
+    ``length`` is the byte count, or ``None`` to read to the end of the stream
+    (a body without ``CONTENT_LENGTH``).
+    """
+
+    __slots__ = ("stream", "remaining")
+
+    def __init__(self, stream, length):
+        self.stream = stream
+        self.remaining = length
+
+    def _limit(self, size):
+        if self.remaining is None:
+            return size if size is not None and size >= 0 else -1
+        if size is None or size < 0 or size > self.remaining:
+            return self.remaining
+        return size
+
+    def read(self, size=-1):
+        size = self._limit(size)
+        if size == 0:
+            return b""
+        data = self.stream.read(size)
+        if self.remaining is not None:
+            # A blocking read returns short only at the end of the stream.
+            self.remaining = self.remaining - len(data) if len(data) == size else 0
+        return data
+
+    def readline(self, size=-1):
+        size = self._limit(size)
+        if size == 0:
+            return b""
+        data = self.stream.readline(size)
+        if self.remaining is not None:
+            if len(data) < size and not data.endswith(b"\n"):
+                self.remaining = 0  # the stream ended early
+            else:
+                self.remaining -= len(data)
+        return data
+
+    def readlines(self, hint=-1):
+        lines = []
+        total = 0
+        while True:
+            line = self.readline()
+            if not line:
+                return lines
+            lines.append(line)
+            total += len(line)
+            if 0 < hint <= total:
+                return lines
+
+    def __iter__(self):
+        return iter(self.readline, b"")
+
+    def drain(self):
+        """Read and discard what the application left unread."""
+        while self.read(BLOCK):
+            pass
+
+
+class StdoutTransport:
+    """Writes the CGI response to stdout (see :mod:`gateways.response`)."""
+
+    __slots__ = ("out",)
+
+    def __init__(self, out):
+        self.out = out
+
+    def send(self, data):
+        try:
+            self.out.write(data)
+            self.out.flush()
+        except OSError as exc:
+            raise ClientDisconnected(str(exc)) from exc
+
+    finish = send
+
+    def abort(self):
+        try:
+            self.out.flush()
+        except OSError:
+            pass
+
+
+def _content_length(env):
+    """``(length, ok)``: ``None`` means a body read to EOF (chunked upload)."""
+    value = env.get("CONTENT_LENGTH")
+    if value:
+        if value.isdigit() and value.isascii():
+            return int(value), True
+        return 0, False
+    if "chunked" in env.get("HTTP_TRANSFER_ENCODING", "").lower():
+        return None, True
+    return 0, True
+
+
+def debug_from_env(environ=None):
+    """``GATEWAYS_DEBUG=1`` (or ``true``/``yes``/``on``) turns debug mode on."""
+    value = (environ if environ is not None else os.environ).get("GATEWAYS_DEBUG", "")
+    return value.lower() in ("1", "true", "yes", "on")
+
+
+def run(app, *, debug=None, script_name=None, iis=False, stdin=None, stdout=None, stderr=None,
+        environ=None):
+    """Handle the one request of this CGI process with ``app``.
+
+    ``debug`` puts tracebacks in error pages (default: ``GATEWAYS_DEBUG``);
+    ``script_name`` forces the mount point; ``iis`` strips the SCRIPT_NAME
+    that IIS repeats at the start of PATH_INFO.  ``stdin``/``stdout`` (binary)
+    and ``stderr`` (text) and ``environ`` default to the process's own.
+    Returns 0 when the response was complete, 1 when the application failed.
+    """
+    if environ is None:
+        environ = os.environb if hasattr(os, "environb") else os.environ
+    env = decode_environ(environ)
+    if debug is None:
+        debug = debug_from_env(env)
+    stdin = stdin if stdin is not None else sys.stdin.buffer
+    stdout = stdout if stdout is not None else sys.stdout.buffer
+    errors = stderr if stderr is not None else sys.stderr
+    transport = StdoutTransport(stdout)
+
+    length, ok = _content_length(env)
+    if not ok:
+        errors.write("gateways: CONTENT_LENGTH %r is not a byte count\n" % env["CONTENT_LENGTH"])
+        transport.finish(simple_response("400 Bad Request", b"Bad Request: invalid Content-Length\n"))
+        return 1
+    wsgi_input = CGIInput(stdin, length)
+    environ = build_environ(
+        env,
+        wsgi_input,
+        errors,
+        multithread=False,
+        multiprocess=True,
+        run_once=True,
+        gateway="CGI",
+        mount=normalize_mount(script_name),
+        iis=iis,
+        file_wrapper=FileWrapper,
+        input_terminated=length is None,
+    )
+    saved_stdout = sys.stdout
+    sys.stdout = errors
+    try:
+        status = run_app(app, environ, transport, debug)
+    finally:
+        sys.stdout = saved_stdout
+    try:
+        wsgi_input.drain()
+    except OSError:
+        pass
+    return status
+
+
+def main(spec, *, app_dir=None, debug=None, script_name=None, iis=False):
+    """Load the application named by ``spec`` and serve this CGI request.
+
+    This is what ``gateways cgi APP`` and scripts written by
+    ``gateways cgi-script`` run.  When the application cannot be loaded the
+    visitor gets a plain 500 page, the reason goes to the error log in one
+    line (the traceback too in debug mode), and the exit status is 2.
+    """
+    from gateways.loader import AppLoadError, load_app
+
+    if debug is None:
+        debug = debug_from_env()
+    try:
+        app = load_app(spec, app_dir)
+    except AppLoadError as exc:
+        sys.stderr.write("gateways: error: %s\n" % exc)
+        if debug:
+            import traceback
+
+            traceback.print_exception(type(exc), exc, exc.__traceback__)
+        if "GATEWAY_INTERFACE" in os.environ:
+            try:
+                StdoutTransport(sys.stdout.buffer).finish(
+                    simple_response("500 Internal Server Error", b"Internal Server Error\n")
+                )
+            except ClientDisconnected:
+                pass
+        return 2
+    return run(app, debug=debug, script_name=script_name, iis=iis)

@@ -1,0 +1,161 @@
+"""The ``gateways`` command (also ``python -m gateways``).
+
+Sub-commands::
+
+    gateways serve [APP]        standalone development server (werkzeug)
+    gateways cgi APP            answer one CGI request
+    gateways run APP            CGI, FastCGI or standalone, as the environment says
+    gateways fastcgi APP        FastCGI daemon or web-server-spawned responder
+    gateways scgi APP           SCGI daemon
+
+The options come from :mod:`gateways.settings`.  ``gateways cgi`` is parsed
+without argparse: a CGI process pays for every import on every request.
+Operator mistakes end in one line on stderr and a non-zero exit status.
+"""
+
+import sys
+
+PROG = "gateways"
+
+
+def _fail(message, status=2):
+    sys.stderr.write("%s: error: %s\n" % (PROG, message))
+    return status
+
+
+def _fast_cgi_args(argv):
+    """Parse ``cgi APP [options]`` from the settings table, or ``None`` to fall back."""
+    from gateways.settings import for_command
+
+    table = {s.flag: s for s in for_command("cgi")}
+    given = {}
+    app = None
+    args = iter(argv)
+    for arg in args:
+        flag, eq, value = arg.partition("=")
+        setting = table.get(flag)
+        if setting is not None:
+            if setting.flag_only:
+                if eq:
+                    return None
+                given[setting.name] = True
+            else:
+                if not eq:
+                    value = next(args, None)
+                    if value is None:
+                        return None
+                given[setting.name] = value
+        elif arg.startswith("-") or app is not None:
+            return None  # --help, an unknown option: let argparse explain
+        else:
+            app = arg
+    if app is None:
+        return None
+    given["app"] = app
+    return given
+
+
+def _cmd_cgi(given):
+    from gateways.cgi import main as cgi_main
+    from gateways.settings import ConfigError, resolve
+
+    try:
+        config = resolve("cgi", given)
+    except ConfigError as exc:
+        return _fail(str(exc))
+    return cgi_main(config.app, app_dir=config.app_dir, debug=config.debug,
+                    script_name=config.script_name, iis=config.iis)
+
+
+def build_parser():
+    import argparse
+
+    from gateways import __version__
+    from gateways.settings import SETTINGS, for_command
+
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="Deploy one WSGI application through CGI, FastCGI, SCGI or a "
+        "standalone HTTP server.",
+    )
+    parser.add_argument("--version", action="version", version="%(prog)s " + __version__)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    helps = {
+        "serve": "run the standalone development server (werkzeug)",
+        "cgi": "answer one CGI request (RFC 3875) from the environment and stdin",
+        "run": "CGI when GATEWAY_INTERFACE is set, FastCGI when fd 0 is a listening "
+        "socket, standalone otherwise",
+        "fastcgi": "serve FastCGI: a daemon on --bind, or spawned by a web server",
+        "scgi": "serve SCGI on --bind",
+    }
+    parsers = {}
+    for command in ("serve", "cgi", "run", "fastcgi", "scgi"):
+        p = parsers[command] = sub.add_parser(command, help=helps[command],
+                                              description=helps[command])
+        if command == "serve":
+            p.add_argument("app", nargs="?", default="gateways.demo:app", metavar="APP",
+                           help="the WSGI application (default: the demo application)")
+        else:
+            p.add_argument("app", metavar="APP",
+                           help="the WSGI application: module:name, module, file.py[:name], "
+                           "file.wsgi or module:factory()")
+        groups = {}
+        for setting in for_command(command):
+            group = groups.get(setting.section)
+            if group is None:
+                group = groups[setting.section] = p.add_argument_group(setting.section)
+            help_text = setting.help.replace("%", "%%")
+            if setting.flag_only:
+                group.add_argument(setting.flag, dest=setting.name, action="store_true",
+                                   default=None, help=help_text)
+            else:
+                group.add_argument(setting.flag, dest=setting.name, metavar=setting.metavar,
+                                   default=None, help=help_text)
+    assert {s.name for s in SETTINGS} <= {a.dest for p in parsers.values() for a in p._actions}
+
+    return parser
+
+
+def _run_command(args):
+    from gateways.settings import ConfigError, resolve
+
+    given = dict(vars(args))
+    command = given.pop("command")
+    if command == "cgi":
+        return _cmd_cgi(given)
+    try:
+        config = resolve(command, given)
+    except ConfigError as exc:
+        return _fail(str(exc))
+    if command == "serve":
+        from gateways.standalone import serve_cli
+
+        return serve_cli(config)
+    if command == "run":
+        from gateways.detect import run_cli
+
+        return run_cli(config)
+    from gateways.server.main import serve_cli
+
+    return serve_cli(config)
+
+
+def main(argv=None):
+    """Entry point of the ``gateways`` console script; returns the exit status."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["cgi"]:
+        given = _fast_cgi_args(argv[1:])
+        if given is not None:
+            return _cmd_cgi(given)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return _run_command(args)
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,177 @@
+"""The one PEP 3333 environ builder, shared by the CGI, FastCGI and SCGI gateways.
+
+Every gateway hands this module the CGI meta-variables it received (RFC 3875
+§4.1) and gets back the WSGI environ.  The rules live here and nowhere else:
+
+* Keys and values are native ``str`` holding latin-1 code points (PEP 3333,
+  "Unicode Issues"): bytes from the wire are decoded with latin-1, never UTF-8.
+* ``HTTP_PROXY`` is dropped (httpoxy: a ``Proxy:`` request header must never
+  look like the proxy setting of the process), and so are ``HTTP_CONTENT_LENGTH``
+  and ``HTTP_CONTENT_TYPE``, which lighttpd and nginx add beside the real
+  ``CONTENT_LENGTH``/``CONTENT_TYPE``.
+* ``SCRIPT_NAME`` never ends in ``/`` and ``SCRIPT_NAME + PATH_INFO`` rebuilds
+  the decoded request path.  When the front end sends no ``PATH_INFO`` it is
+  derived from ``REQUEST_URI`` (percent-decoded, so that it matches the decoded
+  ``SCRIPT_NAME``).  An explicit mount point (``--script-name``) overrides what
+  the front end says, for fronts that get it wrong (Apache mod_proxy_scgi and
+  mod_proxy_fcgi send the whole path as SCRIPT_NAME).
+* ``wsgi.url_scheme`` comes from ``HTTPS`` (``on``/``1``/``yes``).
+
+Nothing here imports beyond what the interpreter loads at start-up: the CGI
+gateway runs this on every request in a fresh process.
+"""
+
+# Meta-variables a front end may send that must not reach the application.
+DROPPED = ("HTTP_PROXY", "HTTP_CONTENT_LENGTH", "HTTP_CONTENT_TYPE")
+
+_HEX = frozenset("0123456789abcdefABCDEF")
+_HTTPS_ON = frozenset(("on", "1", "yes", "ON", "On", "YES", "Yes"))
+
+
+def unquote(path):
+    """Percent-decode ``path`` (a latin-1 str) into a latin-1 str.
+
+    Each ``%XX`` becomes the code point of that byte, so the result is the
+    request path's bytes as PEP 3333 wants them.  Malformed escapes are kept
+    as they are, the way web servers treat them.
+    """
+    if "%" not in path:
+        return path
+    parts = path.split("%")
+    out = [parts[0]]
+    for part in parts[1:]:
+        if len(part) >= 2 and part[0] in _HEX and part[1] in _HEX:
+            out.append(chr(int(part[:2], 16)))
+            out.append(part[2:])
+        else:
+            out.append("%")
+            out.append(part)
+    return "".join(out)
+
+
+def normalize_mount(prefix):
+    """Turn an operator's ``--script-name`` value into a SCRIPT_NAME.
+
+    ``"/"`` and ``""`` mean the root; a trailing slash is dropped; a missing
+    leading slash is added.  ``None`` (not set) stays ``None``.
+    """
+    if prefix is None:
+        return None
+    prefix = prefix.strip().rstrip("/")
+    if prefix and not prefix.startswith("/"):
+        prefix = "/" + prefix
+    return prefix
+
+
+def _request_path(env):
+    """The decoded request path: from REQUEST_URI when there is one."""
+    uri = env.get("REQUEST_URI")
+    if uri:
+        q = uri.find("?")
+        if q >= 0:
+            uri = uri[:q]
+        if uri.startswith("/"):
+            return unquote(uri)
+    return env.get("SCRIPT_NAME", "") + env.get("PATH_INFO", "")
+
+
+def fix_paths(env, mount=None, iis=False):
+    """Make SCRIPT_NAME and PATH_INFO honest (PEP 3333, RFC 3875 §4.1.5, §4.1.13).
+
+    ``mount`` is an explicit SCRIPT_NAME from :func:`normalize_mount`.  ``iis``
+    undoes IIS's habit of repeating SCRIPT_NAME at the start of PATH_INFO.
+    """
+    script = env.get("SCRIPT_NAME", "")
+    path_info = env.get("PATH_INFO", "")
+    if mount is not None:
+        path = _request_path(env)
+        if path == mount or path.startswith(mount + "/") or not mount:
+            script, path_info = mount, path[len(mount):]
+    else:
+        if iis and script and path_info.startswith(script):
+            path_info = path_info[len(script):]
+        if not path_info:
+            uri = env.get("REQUEST_URI")
+            if uri:
+                path = _request_path(env)
+                if path.startswith(script) and (
+                    len(path) == len(script) or path[len(script)] == "/"
+                ):
+                    path_info = path[len(script):]
+        if script.endswith("/"):
+            # A root or directory mount reported as "/" or "/app/": move the
+            # slash to PATH_INFO so that SCRIPT_NAME + PATH_INFO is unchanged.
+            stripped = script.rstrip("/")
+            path_info = script[len(stripped):] + path_info
+            script = stripped
+    env["SCRIPT_NAME"] = script
+    env["PATH_INFO"] = path_info
+
+
+def _host_name(host):
+    """``example.org:8080`` -> ``example.org``; ``[::1]:80`` -> ``[::1]``."""
+    if host.endswith("]") or ":" not in host:
+        return host
+    return host.rsplit(":", 1)[0]
+
+
+def decode_environ(mapping):
+    """CGI meta-variables from ``mapping`` as latin-1 ``str`` pairs.
+
+    Takes bytes (``os.environb``, wire data) or str keys and values.  A str
+    value is assumed to be latin-1 already.
+    """
+    out = {}
+    for key, value in mapping.items():
+        if key.__class__ is bytes:
+            key = key.decode("latin-1")
+        if value.__class__ is bytes:
+            value = value.decode("latin-1")
+        out[key] = value
+    return out
+
+
+def build_environ(
+    env,
+    wsgi_input,
+    errors,
+    *,
+    multithread,
+    multiprocess,
+    run_once,
+    gateway,
+    mount=None,
+    iis=False,
+    file_wrapper=None,
+    input_terminated=True,
+):
+    """Complete ``env`` (a dict of latin-1 str meta-variables) into a WSGI environ.
+
+    ``env`` is changed in place and returned: the gateways hand over a dict
+    they built for this request alone.  ``gateway`` names the gateway in
+    ``gateways.gateway`` (the demo application shows it).
+    """
+    for key in DROPPED:
+        if key in env:
+            del env[key]
+    env.setdefault("REQUEST_METHOD", "GET")
+    env.setdefault("QUERY_STRING", "")
+    if "SERVER_NAME" not in env:
+        env["SERVER_NAME"] = _host_name(env.get("HTTP_HOST") or "localhost")
+    env.setdefault("SERVER_PORT", "80")
+    env.setdefault("SERVER_PROTOCOL", "HTTP/1.0")
+    if env.get("CONTENT_LENGTH") == "":
+        del env["CONTENT_LENGTH"]
+    fix_paths(env, mount, iis)
+    env["wsgi.version"] = (1, 0)
+    env["wsgi.url_scheme"] = "https" if env.get("HTTPS") in _HTTPS_ON else "http"
+    env["wsgi.input"] = wsgi_input
+    env["wsgi.errors"] = errors
+    env["wsgi.multithread"] = multithread
+    env["wsgi.multiprocess"] = multiprocess
+    env["wsgi.run_once"] = run_once
+    env["wsgi.input_terminated"] = input_terminated
+    if file_wrapper is not None:
+        env["wsgi.file_wrapper"] = file_wrapper
+    env["gateways.gateway"] = gateway
+    return env

@@ -1,0 +1,171 @@
+"""Find the WSGI application an operator names on the command line.
+
+Accepted forms of ``APP``:
+
+``package.module:name``      an attribute (``name`` may be dotted: ``obj.attr``)
+``package.module``           ``application``, else ``app``
+``path/to/file.py[:name]``   the file is imported by its module name, with its
+                             directory first on ``sys.path``
+``path/to/file.wsgi``        a mod_wsgi script: its ``application``
+``module:create_app()``      a factory, called with the literal arguments given
+
+Every failure raises :class:`AppLoadError` with one line saying what was
+asked and why it failed; the original exception is kept as ``__cause__`` for
+``--debug``.  This module is on the CGI path, so it imports nothing heavy
+unless it needs it (``ast`` only for factory arguments, ``importlib.util``
+only for ``.wsgi`` files).
+"""
+
+import os
+import sys
+
+DEFAULT_NAMES = ("application", "app")
+
+
+class AppLoadError(Exception):
+    """The application named by APP could not be loaded."""
+
+    def __init__(self, spec, reason):
+        super().__init__("cannot load application %r: %s" % (spec, reason))
+        self.spec = spec
+        self.reason = reason
+
+
+def split_spec(spec):
+    """``"mod:name(args)"`` -> ``("mod", "name(args)")``; no name -> ``(spec, None)``."""
+    head = spec.split("(", 1)[0]
+    colon = head.rfind(":")
+    if colon < 0:
+        return spec, None
+    return spec[:colon], spec[colon + 1:] or None
+
+
+def _is_file_target(target):
+    return target.endswith((".py", ".wsgi")) or os.sep in target or "/" in target
+
+
+def _describe(exc):
+    text = str(exc)
+    return "%s: %s" % (type(exc).__name__, text) if text else type(exc).__name__
+
+
+def _import_module(spec, name):
+    try:
+        __import__(name)
+    except ModuleNotFoundError as exc:
+        missing = exc.name or ""
+        if name == missing or name.startswith(missing + "."):
+            raise AppLoadError(
+                spec,
+                "no module named %r on the Python path (is --app-dir right?)" % missing,
+            ) from exc
+        raise AppLoadError(spec, "importing %r failed: %s" % (name, _describe(exc))) from exc
+    except SyntaxError as exc:
+        where = "%s line %s" % (exc.filename, exc.lineno)
+        raise AppLoadError(spec, "syntax error in %s: %s" % (where, exc.msg)) from exc
+    except (Exception, SystemExit) as exc:
+        raise AppLoadError(spec, "importing %r raised %s" % (name, _describe(exc))) from exc
+    return sys.modules[name]
+
+
+def _load_file(spec, path):
+    path = os.path.abspath(path)
+    if not os.path.isfile(path):
+        raise AppLoadError(spec, "no such file: %s" % path)
+    directory, filename = os.path.split(path)
+    stem, ext = os.path.splitext(filename)
+    if directory not in sys.path:
+        sys.path.insert(0, directory)
+    if ext == ".py" and stem.isidentifier():
+        return _import_module(spec, stem)
+    # A mod_wsgi-style script: not importable by name, loaded from its path.
+    import importlib.util
+
+    modname = "_gateways_wsgi_" + "".join(c if c.isalnum() else "_" for c in path)
+    loader_spec = importlib.util.spec_from_loader(
+        modname, importlib.machinery.SourceFileLoader(modname, path)
+    )
+    module = importlib.util.module_from_spec(loader_spec)
+    sys.modules[modname] = module
+    try:
+        loader_spec.loader.exec_module(module)
+    except SyntaxError as exc:
+        del sys.modules[modname]
+        raise AppLoadError(spec, "syntax error in %s line %s: %s" % (path, exc.lineno, exc.msg)) from exc
+    except (Exception, SystemExit) as exc:
+        del sys.modules[modname]
+        raise AppLoadError(spec, "running %s raised %s" % (path, _describe(exc))) from exc
+    return module
+
+
+def _parse_call(spec, text):
+    """``"create_app('x', debug=True)"`` -> ``("create_app", args, kwargs)``."""
+    name, _, rest = text.partition("(")
+    if not rest.endswith(")"):
+        raise AppLoadError(spec, "factory call %r has no closing parenthesis" % text)
+    inner = rest[:-1].strip()
+    if not inner:
+        return name.strip(), (), {}
+    import ast
+
+    try:
+        call = ast.parse("f(%s)" % inner, mode="eval").body
+        args = tuple(ast.literal_eval(a) for a in call.args)
+        kwargs = {k.arg: ast.literal_eval(k.value) for k in call.keywords}
+    except (SyntaxError, ValueError) as exc:
+        raise AppLoadError(spec, "factory arguments must be Python literals: %s" % inner) from exc
+    return name.strip(), args, kwargs
+
+
+def _resolve(spec, module, dotted):
+    obj = module
+    for part in dotted.split("."):
+        try:
+            obj = getattr(obj, part)
+        except AttributeError:
+            raise AppLoadError(
+                spec, "module %r has no attribute %r" % (module.__name__, dotted)
+            ) from None
+    return obj
+
+
+def load_app(spec, app_dir=None):
+    """Return the WSGI callable named by ``spec`` (see the module docstring)."""
+    if not spec or not spec.strip():
+        raise AppLoadError(spec, "APP is empty")
+    if app_dir:
+        app_dir = os.path.abspath(app_dir)
+        if not os.path.isdir(app_dir):
+            raise AppLoadError(spec, "--app-dir %s is not a directory" % app_dir)
+        sys.path.insert(0, app_dir)
+    elif os.getcwd() not in sys.path and "" not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    target, name = split_spec(spec.strip())
+    if _is_file_target(target):
+        module = _load_file(spec, target)
+    else:
+        module = _import_module(spec, target)
+
+    if name is None:
+        for candidate in DEFAULT_NAMES:
+            app = getattr(module, candidate, None)
+            if app is not None:
+                break
+        else:
+            raise AppLoadError(
+                spec,
+                "module %r defines neither 'application' nor 'app' (name one: %s:NAME)"
+                % (module.__name__, target),
+            )
+    elif "(" in name:
+        fname, args, kwargs = _parse_call(spec, name)
+        factory = _resolve(spec, module, fname)
+        try:
+            app = factory(*args, **kwargs)
+        except Exception as exc:
+            raise AppLoadError(spec, "calling %s raised %s" % (name, _describe(exc))) from exc
+    else:
+        app = _resolve(spec, module, name)
+    if not callable(app):
+        raise AppLoadError(spec, "%r is a %s, not a WSGI callable" % (name or candidate, type(app).__name__))
+    return app

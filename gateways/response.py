@@ -1,0 +1,260 @@
+"""The one WSGI response writer: start_response, write(), iteration, errors.
+
+CGI, FastCGI and SCGI all answer in the CGI response format (RFC 3875 §6):
+a ``Status:`` line, header lines, a blank line, the body.  This module turns
+an application's answer into those bytes and hands them to a *transport*,
+the only thing a gateway supplies:
+
+``transport.send(data)``
+    Write ``data`` now (a streamed chunk: the front end must see it without
+    waiting for the rest).
+``transport.finish(data)``
+    Write ``data`` (possibly empty) and end the response normally.
+``transport.abort()``
+    The response cannot be completed (the application failed after the
+    headers went out): end it so that the front end knows it is cut short.
+
+A transport raises :class:`ClientDisconnected` when the peer is gone.
+
+The rules (PEP 3333, "The start_response() Callable" and "Error Handling"):
+
+* The status and headers are checked when ``start_response`` is called: str
+  only, latin-1 only, no CR or LF, no hop-by-hop header.  A violation is the
+  application's error: 500, and the reason is logged.
+* Headers go out with the first non-empty body chunk, or at the end.
+* ``start_response(..., exc_info)`` re-raises once the headers are out.
+* ``close()`` on the returned iterable is called whatever happens.
+* An exception before the headers are out gives a 500 with a short generic
+  page; the traceback goes to ``wsgi.errors`` (the web server's error log).
+  The traceback is in the body only in debug mode.  After the headers, the
+  response is cut short (``transport.abort``) and the error logged.
+
+Like :mod:`gateways.environ`, this module imports nothing at start-up that a
+CGI process would not have loaded anyway; ``traceback`` is imported only
+when there is an error to report.
+"""
+
+HOP_BY_HOP = frozenset(
+    (
+        "connection",
+        "keep-alive",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "te",
+        "trailer",
+        "trailers",
+        "transfer-encoding",
+        "upgrade",
+    )
+)
+
+ERROR_PAGE = (
+    b"<!DOCTYPE html>\n<html><head><title>500 Internal Server Error</title></head>\n"
+    b"<body><h1>Internal Server Error</h1>\n"
+    b"<p>The application failed to answer this request. "
+    b"The details are in the server's error log.</p></body></html>\n"
+)
+
+
+class ClientDisconnected(Exception):
+    """The front end went away while the response was being written."""
+
+
+class AppError(Exception):
+    """The application broke the WSGI contract (PEP 3333); the message says how."""
+
+
+def simple_response(status, body, content_type="text/plain; charset=utf-8", extra=()):
+    """A complete CGI-format response for answers the gateway gives itself."""
+    lines = [
+        "Status: %s\r\nContent-Type: %s\r\nContent-Length: %d\r\n" % (status, content_type, len(body))
+    ]
+    for name, value in extra:
+        lines.append("%s: %s\r\n" % (name, value))
+    lines.append("\r\n")
+    return "".join(lines).encode("latin-1") + body
+
+
+def render_head(status, headers):
+    """Status and headers as CGI response header bytes, checked (PEP 3333)."""
+    if status.__class__ is not str:
+        raise AppError("status must be a str, not %s" % type(status).__name__)
+    if len(status) < 4 or status[3] != " " or not status[:3].isdigit():
+        raise AppError("status %r is not 'NNN Reason'" % (status,))
+    if headers.__class__ is not list:
+        raise AppError("headers must be a list, not %s" % type(headers).__name__)
+    parts = ["Status: ", status, "\r\n"]
+    for header in headers:
+        if header.__class__ is not tuple or len(header) != 2:
+            raise AppError("header %r is not a (name, value) tuple" % (header,))
+        name, value = header
+        if name.__class__ is not str or value.__class__ is not str:
+            raise AppError("header %r: name and value must be str" % (header,))
+        if not name or ":" in name or " " in name:
+            raise AppError("header name %r is not a valid field name" % (name,))
+        if name.lower() in HOP_BY_HOP:
+            raise AppError("hop-by-hop header %r is for the server to set" % (name,))
+        parts += (name, ": ", value, "\r\n")
+    parts.append("\r\n")
+    head = "".join(parts)
+    # Each line above contributes exactly one CR and one LF: any other count
+    # means a CR or LF inside the status or a header (response splitting).
+    lines = len(headers) + 2
+    if head.count("\n") != lines or head.count("\r") != lines:
+        raise AppError("CR or LF in the status or a header")
+    try:
+        return head.encode("latin-1")
+    except UnicodeEncodeError:
+        raise AppError("status or header is not latin-1 text") from None
+
+
+class Response:
+    """State of one response: what start_response was given, what went out."""
+
+    __slots__ = ("transport", "head", "sent", "head_only")
+
+    def __init__(self, transport, head_only=False):
+        self.transport = transport
+        self.head = None  # bytes of the checked status and headers
+        self.sent = False  # the head has been handed to the transport
+        self.head_only = head_only  # HEAD request: never send a body
+
+    def start_response(self, status, headers, exc_info=None):
+        if exc_info:
+            try:
+                if self.sent:
+                    raise exc_info[1].with_traceback(exc_info[2])
+            finally:
+                exc_info = None
+        elif self.head is not None:
+            raise AppError("start_response called a second time without exc_info")
+        self.head = render_head(status, headers)
+        return self.write
+
+    def write(self, data):
+        """The legacy write() callable (PEP 3333): data goes out at once."""
+        if data.__class__ is not bytes:
+            raise AppError("write() takes bytes, not %s" % type(data).__name__)
+        if not self.sent:
+            if self.head is None:
+                raise AppError("write() called before start_response")
+            self.sent = True
+            data = self.head + (b"" if self.head_only else data)
+        elif self.head_only or not data:
+            return
+        self.transport.send(data)
+
+
+def _chunk_error(chunk):
+    return AppError("the application returned %s, not bytes" % type(chunk).__name__)
+
+
+def run(app, environ, transport, debug=False):
+    """Call ``app`` for ``environ`` and write its answer to ``transport``.
+
+    Returns 0 when the response was complete, 1 when the application failed
+    (the FastCGI appStatus, RFC 3875's exit status).
+    """
+    response = Response(transport, environ["REQUEST_METHOD"] == "HEAD")
+    result = None
+    try:
+        result = app(environ, response.start_response)
+        if result.__class__ is list and len(result) == 1 and not response.sent:
+            # The common case, one body chunk: head and body in one write.
+            chunk = result[0]
+            if chunk.__class__ is not bytes:
+                raise _chunk_error(chunk)
+            if response.head is None:
+                raise AppError("the application returned without calling start_response")
+            response.sent = True
+            transport.finish(response.head if response.head_only else response.head + chunk)
+            return 0
+        for chunk in result:
+            if chunk.__class__ is not bytes:
+                raise _chunk_error(chunk)
+            if chunk:
+                response.write(chunk)
+                if response.head_only:
+                    break
+        if not response.sent:
+            if response.head is None:
+                raise AppError("the application returned without calling start_response")
+            response.sent = True
+            transport.finish(response.head)
+        else:
+            transport.finish(b"")
+        return 0
+    except ClientDisconnected:
+        return 1
+    except Exception:
+        report_error(environ, transport, response, debug)
+        return 1
+    finally:
+        if result is not None and hasattr(result, "close"):
+            try:
+                result.close()
+            except Exception:
+                log_traceback(environ, "error in the application's close()")
+
+
+def log_traceback(environ, what):
+    """Write the current exception to the gateway's error stream."""
+    import traceback
+
+    text = "%s for %s %s:\n%s" % (
+        what,
+        environ.get("REQUEST_METHOD", "?"),
+        environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", ""),
+        traceback.format_exc(),
+    )
+    errors = environ["wsgi.errors"]
+    try:
+        errors.write(text)
+        errors.flush()
+    except Exception:  # noqa: S110 - the error stream itself is broken: nowhere left to report
+        pass
+    return text
+
+
+def report_error(environ, transport, response, debug):
+    """An exception escaped the application: log it, answer 500 or cut short."""
+    text = log_traceback(environ, "application error")
+    if response.sent:
+        try:
+            transport.abort()
+        except ClientDisconnected:
+            pass
+        return
+    response.sent = True
+    if debug:
+        body = text.encode("utf-8", "replace")
+        page = simple_response("500 Internal Server Error", body)
+    else:
+        page = simple_response(
+            "500 Internal Server Error", ERROR_PAGE, "text/html; charset=utf-8"
+        )
+    try:
+        transport.finish(page)
+    except ClientDisconnected:
+        pass
+
+
+class FileWrapper:
+    """``wsgi.file_wrapper`` (PEP 3333 "Optional Platform-Specific File Handling")."""
+
+    __slots__ = ("filelike", "blksize", "close")
+
+    def __init__(self, filelike, blksize=65536):
+        self.filelike = filelike
+        self.blksize = blksize
+        if hasattr(filelike, "close"):
+            self.close = filelike.close
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        data = self.filelike.read(self.blksize)
+        if data:
+            return data
+        raise StopIteration

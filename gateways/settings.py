@@ -1,0 +1,299 @@
+"""The one settings table: every option of every gateway, declared once.
+
+The table drives the command line (:mod:`gateways.cli`), the checks on each
+value, the option lists in README.rst (``scripts/update-readme`` writes them,
+a test keeps them in sync) and the values the config snippets are filled with
+(``gateways conf``).  A setting names the commands it belongs to; its default
+may differ per command.
+
+Values are converted and checked by the setting's converter, which raises
+:class:`ConfigError` with a sentence an operator can act on.
+"""
+
+import os
+
+COMMANDS = ("serve", "cgi", "run", "fastcgi", "scgi")
+DAEMONS = ("fastcgi", "scgi")
+APP_COMMANDS = COMMANDS
+
+
+class ConfigError(Exception):
+    """An operator's mistake in an option or an argument: one line, exit status 2."""
+
+    status = 2
+
+
+class Setting:
+    """One option: its flag, converter, default, help text and commands."""
+
+    __slots__ = ("name", "flag", "commands", "convert", "default", "metavar", "help", "env",
+                 "section", "flag_only")
+
+    def __init__(self, name, flag, commands, convert, default, metavar, help, env=None,
+                 section="Application"):
+        self.name = name
+        self.flag = flag
+        self.commands = commands
+        self.convert = convert
+        self.default = default  # a value, or a dict of command -> value
+        self.metavar = metavar
+        self.help = help
+        self.env = env
+        self.section = section
+        self.flag_only = convert is flag_value
+
+    def default_for(self, command):
+        if isinstance(self.default, dict):
+            return self.default.get(command)
+        return self.default
+
+    def __repr__(self):
+        return "<Setting %s>" % self.flag
+
+
+# -- converters ---------------------------------------------------------------
+
+
+def flag_value(text):
+    """Marker converter for on/off flags (they take no value)."""
+    return bool(text)
+
+
+def text_value(text):
+    return text
+
+
+def count(minimum):
+    def convert(text):
+        try:
+            value = int(text)
+        except ValueError:
+            raise ConfigError("%r is not a whole number" % (text,)) from None
+        if value < minimum:
+            raise ConfigError("%d is below the minimum of %d" % (value, minimum))
+        return value
+
+    convert.__doc__ = "a whole number >= %d" % minimum
+    return convert
+
+
+_UNITS = {"": 1, "k": 1024, "kb": 1024, "kib": 1024, "m": 1024**2, "mb": 1024**2,
+          "mib": 1024**2, "g": 1024**3, "gb": 1024**3, "gib": 1024**3}
+
+
+def size(text):
+    """Bytes, with an optional K, M or G suffix (powers of 1024)."""
+    if isinstance(text, int):
+        return text
+    raw = str(text).strip().lower()
+    number = raw.rstrip("kmgib")
+    unit = raw[len(number):]
+    if not number.isdigit() or unit not in _UNITS:
+        raise ConfigError("%r is not a size (e.g. 65536, 64K, 10M, 1G)" % (text,))
+    return int(number) * _UNITS[unit]
+
+
+def seconds(text):
+    """Seconds, a number > 0 (fractions allowed)."""
+    if isinstance(text, (int, float)):
+        return float(text)
+    try:
+        value = float(text)
+    except ValueError:
+        raise ConfigError("%r is not a number of seconds" % (text,)) from None
+    if not value > 0:
+        raise ConfigError("%r seconds: must be more than 0" % (text,))
+    return value
+
+
+def file_mode(text):
+    """An octal permission mode such as 0660; never writable by others."""
+    if isinstance(text, int):
+        value = text
+    else:
+        try:
+            value = int(str(text), 8)
+        except ValueError:
+            raise ConfigError("%r is not an octal mode such as 0660" % (text,)) from None
+    if not 0 <= value <= 0o777:
+        raise ConfigError("%r is not a permission mode (0 to 0777)" % (text,))
+    if value & 0o002:
+        raise ConfigError(
+            "socket mode %04o lets every local user write to the socket; "
+            "use 0660 with --socket-group instead" % value
+        )
+    return value
+
+
+def bind_value(text):
+    """unix:PATH, HOST:PORT, [IPv6]:PORT or fd:N (checked by the listener)."""
+    from gateways.server.listen import parse_bind
+
+    parse_bind(text)  # raises ConfigError with the reason
+    return text
+
+
+def log_level(text):
+    """debug, info, warning or error."""
+    value = str(text).lower()
+    if value not in ("debug", "info", "warning", "error"):
+        raise ConfigError("log level %r is not one of debug, info, warning, error" % (text,))
+    return value
+
+
+def _cpus():
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+# -- the table ----------------------------------------------------------------
+
+SETTINGS = (
+    Setting("app_dir", "--app-dir", APP_COMMANDS, text_value, None, "DIR",
+            "Directory put first on sys.path before APP is imported "
+            "(default: the current directory)."),
+    Setting("script_name", "--script-name", APP_COMMANDS, text_value, None, "PREFIX",
+            "Mount point of the application: SCRIPT_NAME is PREFIX and PATH_INFO the rest "
+            "of the request path, whatever the front end says. '/' mounts at the root. "
+            "Needed behind Apache mod_proxy_scgi and mod_proxy_fcgi, which send the whole "
+            "path as SCRIPT_NAME."),
+    Setting("debug", "--debug", APP_COMMANDS, flag_value, False, None,
+            "Show tracebacks in error pages (never use in production) and print the "
+            "traceback of start-up errors. 'serve' turns on werkzeug's interactive "
+            "debugger, on loopback addresses only.", env="GATEWAYS_DEBUG"),
+    Setting("iis", "--iis", ("cgi", "run"), flag_value, False, None,
+            "Undo IIS's CGI quirk of repeating SCRIPT_NAME at the start of PATH_INFO."),
+    Setting("bind", "--bind", ("serve",) + DAEMONS, bind_value,
+            {"serve": "127.0.0.1:8000", "fastcgi": None, "scgi": "127.0.0.1:4000"}, "ADDRESS",
+            "Where to listen: unix:PATH, HOST:PORT, [IPv6]:PORT or fd:N. FastCGI "
+            "default: the listening socket a web server passes as fd 0, or the sockets "
+            "systemd passes (LISTEN_FDS).", section="Listening"),
+    Setting("socket_mode", "--socket-mode", DAEMONS, file_mode, 0o660, "MODE",
+            "Permissions of a unix socket (octal). Never writable by all.",
+            section="Listening"),
+    Setting("socket_group", "--socket-group", DAEMONS, text_value, None, "GROUP",
+            "Group of a unix socket, e.g. www-data so the web server can connect.",
+            section="Listening"),
+    Setting("socket_owner", "--socket-owner", DAEMONS, text_value, None, "USER",
+            "Owner of a unix socket (needs root).", section="Listening"),
+    Setting("backlog", "--backlog", DAEMONS, count(1), 1024, "N",
+            "Length of the listen queue.", section="Listening"),
+    Setting("processes", "--processes", ("serve",) + DAEMONS, count(1),
+            {"serve": 1, "fastcgi": _cpus(), "scgi": _cpus()}, "N",
+            "Worker processes (default: one per CPU). 'serve': werkzeug forks up to N "
+            "processes, one per request.", section="Workers"),
+    Setting("threads", "--threads", ("serve",) + DAEMONS, count(1),
+            {"serve": 8, "fastcgi": 8, "scgi": 8}, "N",
+            "Threads per worker process; each takes connections from the listening "
+            "socket itself. 'serve': any N > 1 runs werkzeug threaded.", section="Workers"),
+    Setting("max_requests", "--max-requests", DAEMONS, count(0), 0, "N",
+            "Recycle a worker process after about N requests (0: never).",
+            section="Workers"),
+    Setting("max_requests_jitter", "--max-requests-jitter", DAEMONS, count(0), 0, "N",
+            "Add up to N to --max-requests per worker so they do not restart together.",
+            section="Workers"),
+    Setting("timeout", "--timeout", DAEMONS, seconds, 60.0, "SECONDS",
+            "Kill and replace a worker whose request has run this long.", section="Workers"),
+    Setting("graceful_timeout", "--graceful-timeout", DAEMONS, seconds, 30.0, "SECONDS",
+            "On SIGTERM, SIGINT or SIGHUP, wait this long for requests in flight before "
+            "killing their worker.", section="Workers"),
+    Setting("read_timeout", "--read-timeout", DAEMONS, seconds, 30.0, "SECONDS",
+            "Close a connection whose peer stalls this long in the middle of a request.",
+            section="Limits"),
+    Setting("keepalive_timeout", "--keepalive-timeout", ("fastcgi",), seconds, 5.0, "SECONDS",
+            "Close a kept-alive FastCGI connection (FCGI_KEEP_CONN) idle this long, so "
+            "idle connections do not hold threads.", section="Limits"),
+    Setting("max_body", "--max-body", DAEMONS, size, "1G", "SIZE",
+            "Largest request body; a larger one is answered 413 without calling the "
+            "application.", section="Limits"),
+    Setting("spool_threshold", "--spool-threshold", DAEMONS, size, "1M", "SIZE",
+            "Request bodies up to SIZE are kept in memory; larger ones are spooled to a "
+            "temporary file before the application runs.", section="Limits"),
+    Setting("max_header_size", "--max-header-size", DAEMONS, size, "64K", "SIZE",
+            "Largest block of request meta-variables (FastCGI PARAMS stream, SCGI "
+            "netstring); beyond it the connection is closed.", section="Limits"),
+    Setting("max_params", "--max-params", DAEMONS, count(1), 1000, "N",
+            "Most meta-variables in one request; beyond it the connection is closed.",
+            section="Limits"),
+    Setting("log_file", "--log-file", DAEMONS, text_value, None, "PATH",
+            "Write the log here (default: stderr when it is open; a web server that "
+            "spawns FastCGI may close it).", section="Logging"),
+    Setting("log_level", "--log-level", DAEMONS, log_level, "info", "LEVEL",
+            "debug, info, warning or error.", section="Logging"),
+    Setting("pid_file", "--pid-file", DAEMONS, text_value, None, "PATH",
+            "Write the master process's pid here.", section="Logging"),
+    Setting("reload", "--reload", ("serve",), flag_value, False, None,
+            "Restart when a Python file changes (werkzeug's reloader).",
+            section="Standalone"),
+)
+
+BY_NAME = {s.name: s for s in SETTINGS}
+
+
+def for_command(command):
+    """The settings of ``command``, in table order."""
+    return [s for s in SETTINGS if command in s.commands]
+
+
+class Config:
+    """The resolved settings of one command: attributes named after the settings."""
+
+    def __init__(self, command, values):
+        self.command = command
+        self.__dict__.update(values)
+
+    def __repr__(self):
+        items = sorted((k, v) for k, v in self.__dict__.items() if k != "command")
+        return "Config(%s, %s)" % (self.command, ", ".join("%s=%r" % kv for kv in items))
+
+
+def resolve(command, given, environ=None):
+    """Turn raw option values (``None`` = not given) into a checked :class:`Config`.
+
+    A setting not given takes its environment variable, if it has one and it
+    is set, then its default.  Raises :class:`ConfigError` naming the option.
+    """
+    environ = os.environ if environ is None else environ
+    values = {}
+    for setting in for_command(command):
+        raw = given.get(setting.name)
+        if raw is None or (setting.flag_only and raw is False):
+            if setting.env and environ.get(setting.env):
+                raw = environ[setting.env]
+                if setting.flag_only:
+                    raw = raw.lower() in ("1", "true", "yes", "on")
+            else:
+                raw = setting.default_for(command)
+        if raw is None or setting.flag_only:
+            values[setting.name] = bool(raw) if setting.flag_only else None
+            continue
+        try:
+            values[setting.name] = setting.convert(raw)
+        except ConfigError as exc:
+            raise ConfigError("%s: %s" % (setting.flag, exc)) from None
+    for key, value in given.items():
+        if key not in values and key not in BY_NAME:
+            values[key] = value
+    return Config(command, values)
+
+
+def rst_options(command):
+    """The option list of ``command`` as reStructuredText (for README.rst)."""
+    lines = []
+    for setting in for_command(command):
+        head = setting.flag if setting.flag_only else "%s %s" % (setting.flag, setting.metavar)
+        default = setting.default_for(command)
+        if setting.name == "processes" and command in DAEMONS:
+            default = "CPUs"
+        elif isinstance(default, int) and setting.convert is file_mode:
+            default = "%04o" % default
+        text = setting.help
+        if default not in (None, False):
+            text += " Default: ``%s``." % (default,)
+        if setting.env:
+            text += " Environment: ``%s=1``." % setting.env
+        lines.append("``%s``" % head)
+        lines.append("    %s" % text)
+    return "\n".join(lines) + "\n"
