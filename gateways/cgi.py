@@ -165,7 +165,8 @@ def run(app, *, debug=None, script_name=None, iis=False, stdin=None, stdout=None
     length, ok = _content_length(env)
     if not ok:
         errors.write("gateways: CONTENT_LENGTH %r is not a byte count\n" % env["CONTENT_LENGTH"])
-        transport.finish(simple_response("400 Bad Request", b"Bad Request: invalid Content-Length\n"))
+        transport.finish(simple_response("400 Bad Request",
+                                         b"Bad Request: invalid Content-Length\n"))
         return 1
     wsgi_input = CGIInput(stdin, length)
     environ = build_environ(

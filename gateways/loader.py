@@ -91,7 +91,8 @@ def _load_file(spec, path):
         loader_spec.loader.exec_module(module)
     except SyntaxError as exc:
         del sys.modules[modname]
-        raise AppLoadError(spec, "syntax error in %s line %s: %s" % (path, exc.lineno, exc.msg)) from exc
+        raise AppLoadError(spec, "syntax error in %s line %s: %s"
+                           % (path, exc.lineno, exc.msg)) from exc
     except (Exception, SystemExit) as exc:
         del sys.modules[modname]
         raise AppLoadError(spec, "running %s raised %s" % (path, _describe(exc))) from exc
@@ -167,5 +168,6 @@ def load_app(spec, app_dir=None):
     else:
         app = _resolve(spec, module, name)
     if not callable(app):
-        raise AppLoadError(spec, "%r is a %s, not a WSGI callable" % (name or candidate, type(app).__name__))
+        raise AppLoadError(spec, "%r is a %s, not a WSGI callable"
+                           % (name or candidate, type(app).__name__))
     return app

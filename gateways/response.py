@@ -66,9 +66,8 @@ class AppError(Exception):
 
 def simple_response(status, body, content_type="text/plain; charset=utf-8", extra=()):
     """A complete CGI-format response for answers the gateway gives itself."""
-    lines = [
-        "Status: %s\r\nContent-Type: %s\r\nContent-Length: %d\r\n" % (status, content_type, len(body))
-    ]
+    lines = ["Status: %s\r\nContent-Type: %s\r\nContent-Length: %d\r\n"
+             % (status, content_type, len(body))]
     for name, value in extra:
         lines.append("%s: %s\r\n" % (name, value))
     lines.append("\r\n")

@@ -1,9 +1,31 @@
 """Listening sockets: where a FastCGI or SCGI server takes its connections.
 
 ``--bind`` takes ``unix:PATH``, ``HOST:PORT``, ``[IPv6]:PORT`` or ``fd:N``.
+Without ``--bind`` the sockets come from whoever started us:
+
+* systemd socket activation: ``LISTEN_FDS`` sockets from fd 3, only when
+  ``LISTEN_PID`` is our pid (sd_listen_fds(3)); the variables are then
+  removed so that children do not adopt the sockets again.
+* a web server: fd 0 is a listening socket (FastCGI 1.0 §2.2,
+  ``FCGI_LISTENSOCK_FILENO``; lighttpd ``bin-path``, Apache mod_fcgid,
+  spawn-fcgi).  The address family is read from the socket, never assumed.
+
+Unix sockets are created with ``--socket-mode`` (0660 by default; never
+writable by all) already in place at bind time, then given
+``--socket-group``/``--socket-owner``.  An existing socket file is removed
+only after a connect() shows that nobody listens on it.
+
+Every failure is a :class:`~gateways.settings.ConfigError` with one line.
 """
 
+import errno
+import os
+import socket
+import stat
+
 from gateways.settings import ConfigError
+
+SD_LISTEN_FDS_START = 3
 
 
 class BindAddress:
@@ -21,6 +43,33 @@ class BindAddress:
 
     def __repr__(self):
         return "BindAddress(%r)" % self.text
+
+
+class Listener:
+    """A listening socket and what the server must know about it."""
+
+    __slots__ = ("sock", "name", "family", "unix_path", "inode", "inherited")
+
+    def __init__(self, sock, name, unix_path=None, inherited=False):
+        self.sock = sock
+        self.name = name
+        self.family = sock.family
+        self.unix_path = unix_path  # a socket file we created and must remove
+        self.inode = os.stat(unix_path).st_ino if unix_path else None
+        self.inherited = inherited
+
+    def close(self, remove=True):
+        """Close; remove the socket file if it is still the one we created."""
+        self.sock.close()
+        if remove and self.unix_path:
+            try:
+                if os.stat(self.unix_path).st_ino == self.inode:
+                    os.unlink(self.unix_path)
+            except OSError:
+                pass
+
+    def __repr__(self):
+        return "Listener(%s)" % self.name
 
 
 def _port(text, value):
@@ -58,3 +107,178 @@ def parse_bind(text):
     if ":" in host:
         raise ConfigError("%r: write an IPv6 address in brackets, e.g. [::1]:9000" % text)
     return BindAddress("tcp", text, host=host, port=_port(text, port))
+
+
+# -- inherited sockets -------------------------------------------------------------
+
+
+def adopt_fd(fd, what):
+    """A listening stream socket of any family from an inherited fd, or ConfigError."""
+    try:
+        mode = os.fstat(fd).st_mode
+    except OSError:
+        raise ConfigError("%s: fd %d is not open" % (what, fd)) from None
+    if not stat.S_ISSOCK(mode):
+        kind = "a terminal" if os.isatty(fd) else "not a socket"
+        raise ConfigError("%s: fd %d is %s" % (what, fd, kind))
+    sock = socket.socket(fileno=fd)  # family and type read from the socket itself
+    if sock.type != socket.SOCK_STREAM or not sock.getsockopt(
+        socket.SOL_SOCKET, socket.SO_ACCEPTCONN
+    ):
+        sock.detach()
+        raise ConfigError("%s: fd %d is not a listening stream socket" % (what, fd))
+    sock.setblocking(True)
+    name = _describe(sock)
+    return Listener(sock, "%s (%s)" % (name, what), inherited=True)
+
+
+def _describe(sock):
+    try:
+        address = sock.getsockname()
+    except OSError:
+        return "fd %d" % sock.fileno()
+    if sock.family == socket.AF_UNIX:
+        if isinstance(address, bytes):
+            address = address.decode("utf-8", "replace")
+        return "unix:%s" % (address or "(unnamed)")
+    if sock.family == socket.AF_INET6:
+        return "[%s]:%d" % address[:2]
+    return "%s:%d" % address[:2]
+
+
+def systemd_fds(environ=None):
+    """The fds systemd passed us (sd_listen_fds), or [] when none are ours."""
+    environ = os.environ if environ is None else environ
+    count = environ.get("LISTEN_FDS", "")
+    pid = environ.get("LISTEN_PID", "")
+    if not count.isdigit() or not pid.isdigit() or int(pid) != os.getpid():
+        return []
+    for key in ("LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES"):
+        environ.pop(key, None)
+    return list(range(SD_LISTEN_FDS_START, SD_LISTEN_FDS_START + int(count)))
+
+
+def fd0_is_listening():
+    """True when a web server handed us a listening socket on fd 0 (FastCGI §2.2)."""
+    from gateways.detect import listening_socket
+
+    return listening_socket(0)
+
+
+# -- sockets we create ---------------------------------------------------------------
+
+
+def _unix_listener(address, mode, owner, group, backlog):
+    path = os.path.abspath(address.path)
+    directory = os.path.dirname(path)
+    if not os.path.isdir(directory):
+        raise ConfigError("--bind %s: directory %s does not exist" % (address.text, directory))
+    _remove_stale_socket(address.text, path)
+    uid, gid = _ids(owner, group)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    old_umask = os.umask(0o777 & ~mode)  # the file is born with `mode`: no window
+    try:
+        sock.bind(path)
+    except OSError as exc:
+        sock.close()
+        raise ConfigError("--bind %s: %s" % (address.text, exc.strerror)) from None
+    finally:
+        os.umask(old_umask)
+    try:
+        os.chmod(path, mode)
+        if uid != -1 or gid != -1:
+            os.chown(path, uid, gid)
+        sock.listen(backlog)
+    except OSError as exc:
+        sock.close()
+        os.unlink(path)
+        raise ConfigError("--bind %s: cannot set owner or mode: %s" % (address.text,
+                                                                      exc.strerror)) from None
+    return Listener(sock, "unix:%s" % path, unix_path=path)
+
+
+def _remove_stale_socket(text, path):
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        return
+    if not stat.S_ISSOCK(mode):
+        raise ConfigError("--bind %s: %s exists and is not a socket" % (text, path))
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    probe.settimeout(2.0)
+    try:
+        probe.connect(path)
+    except (ConnectionRefusedError, FileNotFoundError):
+        os.unlink(path)  # stale: left behind by a server that is gone
+        return
+    except OSError as exc:
+        raise ConfigError("--bind %s: cannot tell whether %s is in use: %s"
+                          % (text, path, exc.strerror)) from None
+    finally:
+        probe.close()
+    error = ConfigError("--bind %s: another server is listening on %s" % (text, path))
+    error.status = 1
+    raise error
+
+
+def _ids(owner, group):
+    uid = gid = -1
+    if owner:
+        import pwd
+
+        try:
+            uid = pwd.getpwnam(owner).pw_uid
+        except KeyError:
+            raise ConfigError("--socket-owner: no user named %r" % owner) from None
+    if group:
+        import grp
+
+        try:
+            gid = grp.getgrnam(group).gr_gid
+        except KeyError:
+            raise ConfigError("--socket-group: no group named %r" % group) from None
+    return uid, gid
+
+
+def _tcp_listener(address, backlog):
+    try:
+        infos = socket.getaddrinfo(address.host, address.port, 0, socket.SOCK_STREAM,
+                                   0, socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise ConfigError("--bind %s: cannot resolve %r: %s"
+                          % (address.text, address.host, exc.strerror)) from None
+    family, socktype, proto, _, sockaddr = infos[0]
+    sock = socket.socket(family, socktype, proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(sockaddr)
+        sock.listen(backlog)
+    except OSError as exc:
+        sock.close()
+        error = ConfigError("--bind %s: %s" % (address.text, exc.strerror))
+        if exc.errno == errno.EADDRINUSE:
+            error = ConfigError("--bind %s: the address is already in use" % address.text)
+            error.status = 1
+        raise error from None
+    return Listener(sock, _describe(sock))
+
+
+def open_listeners(bind, *, mode=0o660, owner=None, group=None, backlog=1024, environ=None):
+    """The listeners for ``bind`` (a ``--bind`` string or None: inherited)."""
+    if bind is None:
+        fds = systemd_fds(environ)
+        if fds:
+            return [adopt_fd(fd, "from systemd") for fd in fds]
+        if fd0_is_listening():
+            return [adopt_fd(0, "from the web server on fd 0")]
+        raise ConfigError(
+            "no --bind given, and no listening socket was passed to us (neither by systemd "
+            "nor by a web server on fd 0); from a terminal, give --bind unix:PATH or "
+            "--bind HOST:PORT"
+        )
+    address = parse_bind(bind)
+    if address.kind == "unix":
+        return [_unix_listener(address, mode, owner, group, backlog)]
+    if address.kind == "fd":
+        return [adopt_fd(address.fd, "--bind fd:%d" % address.fd)]
+    return [_tcp_listener(address, backlog)]

@@ -1,0 +1,376 @@
+"""The FastCGI gateway: the protocol core on a socket, the WSGI core on top.
+
+Run it as a daemon on a socket, or let a web server spawn it with the
+listening socket on fd 0::
+
+    gateways fastcgi myapp:app --bind unix:/run/myapp.sock --socket-group www-data
+    gateways fastcgi myapp:app            # spawned: lighttpd bin-path, mod_fcgid
+
+or from Python (``gateways.fastcgi.serve(app, bind=...)``), or with the flup
+interface the seed document used: change ``from flup.server.fcgi import
+WSGIServer`` to ``from gateways.fastcgi import WSGIServer``.
+
+One worker thread serves one connection at a time, start to end
+(:class:`ConnectionHandler`): it reads records, collects the body (memory,
+then a temp file: :mod:`gateways.server.body`), runs the application through
+:func:`gateways.response.run` and writes the records back.  The request path
+has no queue, no lock and no logging call.
+
+* ``wsgi.errors`` is the request's FCGI_STDERR stream, which the web server
+  writes to its error log (§6.1); application tracebacks go there.
+* An FCGI_ABORT_REQUEST noticed while a response streams stops the
+  iteration (``close()`` is called) and is answered with FCGI_END_REQUEST.
+* ``FCGI_WEB_SERVER_ADDRS`` (§3.2), when set, lists the web servers allowed
+  to connect over TCP; other TCP peers are disconnected.  Unix sockets are
+  guarded by their file permissions instead.
+"""
+
+import os
+import socket
+
+from gateways.environ import build_environ, normalize_mount
+from gateways.protocol import ProtocolError
+from gateways.protocol.fastcgi import Abort, Connection, Request, Stdin, StdinEnd
+from gateways.response import ClientDisconnected, FileWrapper
+from gateways.response import run as run_app
+from gateways.server.body import Body, BodyTooLarge, check_length, rejection
+from gateways.server.workers import TICK
+
+RECV_SIZE = 65536
+_INET = (socket.AF_INET, socket.AF_INET6)
+
+
+class RequestAborted(ClientDisconnected):
+    """The web server sent FCGI_ABORT_REQUEST for the running request (§5.4)."""
+
+
+class ErrorStream:
+    """``wsgi.errors``: text for the request's FCGI_STDERR stream.
+
+    Writes are buffered and sent on ``flush()`` and at the end of the
+    response.  Outside a request (say, from a ``close()`` that runs after the
+    response ended) the text goes to the server's own log.
+    """
+
+    __slots__ = ("transport", "pending", "fallback")
+
+    def __init__(self, transport, fallback):
+        self.transport = transport
+        self.pending = []
+        self.fallback = fallback
+
+    def write(self, text):
+        if self.transport.active:
+            self.pending.append(text)
+        else:
+            self.fallback.write(text)
+        return len(text)
+
+    def writelines(self, lines):
+        for line in lines:
+            self.write(line)
+
+    def flush(self):
+        if self.pending and self.transport.active:
+            self.transport.send_stderr()
+
+    def take(self):
+        """The buffered text as bytes, and an empty buffer."""
+        data = "".join(self.pending).encode("utf-8", "backslashreplace")
+        self.pending = []
+        return data
+
+
+class Transport:
+    """The response side of one connection (see :mod:`gateways.response`)."""
+
+    __slots__ = ("sock", "conn", "errors", "active", "broken", "aborted", "handler")
+
+    def __init__(self, sock, conn, handler):
+        self.sock = sock
+        self.conn = conn
+        self.handler = handler
+        self.errors = None
+        self.active = False
+        self.broken = False
+        self.aborted = False
+
+    def _sendall(self, data):
+        try:
+            self.sock.sendall(data)
+        except OSError as exc:
+            self.broken = True
+            raise ClientDisconnected(str(exc)) from exc
+
+    def send(self, data):
+        out = self.conn.stdout(data)
+        if self.errors.pending:
+            out = self.conn.stderr(self.errors.take()) + out
+        self._sendall(out)
+        self._check_abort()
+
+    def send_stderr(self):
+        self._sendall(self.conn.stderr(self.errors.take()))
+
+    def finish(self, data):
+        out = self.conn.end_request(data)
+        if self.errors.pending:
+            out = self.conn.stderr(self.errors.take()) + out  # stderr first: it is ended there
+        self.active = False
+        self._sendall(out)
+
+    def abort(self):
+        """The application failed after its headers: no FCGI_END_REQUEST, close."""
+        self.broken = True
+        self.active = False
+        if self.errors.pending:
+            try:
+                self.sock.sendall(self.conn.stderr(self.errors.take()))
+            except OSError:
+                pass
+
+    def _check_abort(self):
+        """Between streamed chunks: has the web server sent FCGI_ABORT_REQUEST?"""
+        try:
+            data = self.sock.recv(RECV_SIZE, socket.MSG_DONTWAIT)
+        except BlockingIOError:
+            return
+        except OSError as exc:
+            self.broken = True
+            raise ClientDisconnected(str(exc)) from exc
+        if not data:
+            self.broken = True
+            raise ClientDisconnected("the web server closed the connection")
+        try:
+            events = self.conn.feed(data)
+        except ProtocolError as exc:
+            self.broken = True
+            self.handler.log.warning("FastCGI: closing a connection: %s", exc)
+            raise ClientDisconnected(str(exc)) from exc
+        if self.conn.outgoing:
+            self._sendall(self.conn.outgoing)
+            self.conn.outgoing = b""
+        for event in events:
+            if type(event) is Abort:
+                self.aborted = True
+                raise RequestAborted("FCGI_ABORT_REQUEST")
+
+
+class ConnectionHandler:
+    """Serves connections for one worker thread, one at a time."""
+
+    def __init__(self, app, config, log, fallback_errors, multiprocess, state):
+        self.app = app
+        self.log = log
+        self.fallback_errors = fallback_errors
+        self.state = state
+        self.debug = config.debug
+        self.mount = normalize_mount(config.script_name)
+        self.multithread = config.threads > 1
+        self.multiprocess = multiprocess
+        self.read_timeout = config.read_timeout
+        self.keepalive_timeout = config.keepalive_timeout
+        self.max_body = config.max_body
+        self.spool_threshold = config.spool_threshold
+        self.max_params_size = config.max_header_size
+        self.max_params = config.max_params
+        self.max_conns = config.processes * config.threads
+        self.allowed = allowed_addresses(os.environ.get("FCGI_WEB_SERVER_ADDRS"))
+
+    def __call__(self, sock, address):
+        if self.allowed is not None and sock.family in _INET and address[0] not in self.allowed:
+            self.log.warning("FastCGI: refused a connection from %s: not in "
+                             "FCGI_WEB_SERVER_ADDRS", address[0])
+            return
+        conn = Connection(self.max_params_size, self.max_params, self.max_conns, self.max_conns)
+        transport = Transport(sock, conn, self)
+        transport.errors = ErrorStream(transport, self.fallback_errors)
+        try:
+            self._serve(sock, conn, transport)
+        finally:
+            self.state.end()  # no-op unless the connection broke mid-request
+
+    def _serve(self, sock, conn, transport):
+        state = self.state
+        recv = sock.recv
+        waited = 0.0
+        served = False
+        params = body = reject = None
+        while True:
+            try:
+                data = recv(RECV_SIZE)
+            except BlockingIOError:  # SO_RCVTIMEO: a TICK without data
+                waited += TICK
+                if conn.request_id or conn.mid_record:
+                    if waited >= self.read_timeout:
+                        self.log.warning("FastCGI: the web server stalled for %g s in the "
+                                         "middle of a request; closing the connection", waited)
+                        return
+                elif state.stopping or waited >= (
+                        self.keepalive_timeout if served else self.read_timeout):
+                    return
+                continue
+            except OSError as exc:
+                self.log.debug("FastCGI: connection error: %s", exc)
+                return
+            if not data:
+                reason = conn.eof_reason()
+                if reason:
+                    self.log.debug("FastCGI: %s", reason)
+                return
+            waited = 0.0
+            try:
+                events = conn.feed(data)
+            except ProtocolError as exc:
+                self.log.warning("FastCGI: closing a connection: %s", exc)
+                return
+            for event in events:
+                kind = type(event)
+                if kind is Stdin:
+                    if reject is None:
+                        try:
+                            body.add(event.data)
+                        except BodyTooLarge:
+                            reject = "413 Content Too Large"
+                            body.close()
+                elif kind is Request:
+                    state.begin()
+                    params = event.params
+                    body = Body(self.spool_threshold, self.max_body)
+                    reject = check_length(params.get("CONTENT_LENGTH"), self.max_body)
+                elif kind is StdinEnd:
+                    served = True
+                    if reject is None:
+                        ok = self._respond(conn, transport, params, body)
+                    else:
+                        ok = self._reject(conn, transport, reject)
+                    params = body = reject = None
+                    state.end()
+                    if not ok:
+                        return
+                elif kind is Abort:
+                    transport._sendall(conn.end_request(b"", 1))
+                    if body is not None:
+                        body.close()
+                    params = body = reject = None
+                    state.end()
+            if conn.outgoing:
+                try:
+                    sock.sendall(conn.outgoing)
+                except OSError:
+                    return
+                conn.outgoing = b""
+            if conn.should_close and not conn.request_id:
+                return
+
+    def _respond(self, conn, transport, params, body):
+        """Run the application; False when the connection cannot go on."""
+        wsgi_input = body.stream()
+        errors = transport.errors
+        environ = build_environ(
+            params, wsgi_input, errors, multithread=self.multithread,
+            multiprocess=self.multiprocess, run_once=False, gateway="FastCGI",
+            mount=self.mount, file_wrapper=FileWrapper)
+        transport.active = True
+        transport.aborted = False
+        run_app(self.app, environ, transport, self.debug)
+        transport.active = False
+        body.close()
+        if transport.aborted:
+            transport.aborted = False
+            try:
+                transport._sendall(conn.end_request(b"", 1))
+            except ClientDisconnected:
+                return False
+            return True
+        return not transport.broken
+
+    def _reject(self, conn, transport, reject):
+        try:
+            transport._sendall(conn.end_request(rejection(reject)))
+        except ClientDisconnected:
+            return False
+        return True
+
+
+def allowed_addresses(value):
+    """The set of FCGI_WEB_SERVER_ADDRS (§3.2), or None when unset."""
+    if value is None or not value.strip():
+        return None
+    return {item.strip() for item in value.split(",") if item.strip()}
+
+
+def handler_factory(app, config, log, fallback_errors, multiprocess):
+    """What the worker engine calls once per thread to get its handler."""
+
+    def make_handler(state):
+        return ConnectionHandler(app, config, log, fallback_errors, multiprocess, state)
+
+    return make_handler
+
+
+# -- public API ------------------------------------------------------------------
+
+
+def serve(app, **options):
+    """Serve ``app`` (a WSGI callable or an APP string) over FastCGI until stopped.
+
+    Options are the settings of ``gateways fastcgi`` by their Python names
+    (``bind="unix:/run/app.sock"``, ``processes=2``, ``threads=8``,
+    ``socket_group="www-data"``...).  Without ``bind`` the socket comes from
+    systemd or from the web server that spawned us (fd 0).  Returns the
+    exit status.  Raises :class:`gateways.settings.ConfigError` for a bad
+    option or a socket that cannot be opened.
+    """
+    from gateways.server.main import serve_protocol
+
+    return serve_protocol("fastcgi", app, options)
+
+
+class WSGIServer:
+    """flup-compatible front door: ``WSGIServer(app, bindAddress=...).run()``.
+
+    ``bindAddress`` is a unix socket path, a ``(host, port)`` tuple, or None
+    for the socket a web server passes on fd 0 (flup's default).  ``umask``
+    sets the unix socket's mode (``0o777 & ~umask``).  ``multiplexed`` is
+    accepted for compatibility: no web server multiplexes, and neither do we
+    (FCGI_MPXS_CONNS is 0).  ``debug`` defaults to False: no tracebacks for
+    visitors.  Other flup keywords (``maxThreads``...) map to ``threads``.
+    """
+
+    def __init__(self, application, environ=None, multithreaded=True, multiprocess=False,
+                 bindAddress=None, umask=None, multiplexed=False, debug=False, roles=None,
+                 forceCGI=False, **options):
+        self.application = application
+        self.options = {"debug": debug}
+        if isinstance(bindAddress, str):
+            self.options["bind"] = "unix:" + bindAddress
+        elif bindAddress is not None:
+            host, port = bindAddress
+            self.options["bind"] = ("[%s]:%d" if ":" in host else "%s:%d") % (host, port)
+        if umask is not None:
+            self.options["socket_mode"] = 0o777 & ~umask & ~0o002
+        max_threads = options.pop("maxThreads", None)
+        if max_threads:
+            self.options["threads"] = max_threads
+        self.options.setdefault("processes", 1)
+        self.options.update(options)
+        self.extra_environ = dict(environ or {})
+
+    def _app(self):
+        if not self.extra_environ:
+            return self.application
+        application, extra = self.application, self.extra_environ
+
+        def with_environ(environ, start_response):
+            for key, value in extra.items():
+                environ.setdefault(key, value)
+            return application(environ, start_response)
+
+        return with_environ
+
+    def run(self):
+        """Serve until stopped; returns False (flup returns True after SIGHUP)."""
+        serve(self._app(), **self.options)
+        return False
+

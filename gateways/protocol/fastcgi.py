@@ -1,0 +1,457 @@
+"""FastCGI 1.0, application side, without I/O: bytes in, events out.
+
+Spec: FastCGI Specification 1.0 (Open Market, 1996), sections cited as §N.
+A :class:`Connection` is fed whatever bytes the web server sent and returns
+the events they complete; its ``stdout``/``stderr``/``end_request`` methods
+return the bytes to send back.  Answers the application never has to think
+about — ``FCGI_GET_VALUES_RESULT``, ``FCGI_UNKNOWN_TYPE``, ``FCGI_END_REQUEST``
+with ``FCGI_CANT_MPX_CONN`` or ``FCGI_UNKNOWN_ROLE`` — are queued in
+``Connection.outgoing`` for the server to send.
+
+Rules (the ones implementers most often get wrong are marked *):
+
+* §3.3 A record is an 8-byte header, up to 65535 content bytes and up to
+  255 padding bytes.  The value of a stream does not depend on how it was
+  split into records; an empty record ends a stream.
+* §3.3 Records for request ids that are not active are ignored.
+* §3.4 *FCGI_PARAMS name-value pairs may straddle records: the whole stream is
+  buffered up to its empty record, then decoded (1-byte lengths below 128,
+  otherwise 4 bytes with the high bit set).  Names and values become str of
+  latin-1 code points (PEP 3333).  A name sent twice is joined (RFC 3875
+  §4.1.18; nginx before 1.23 repeats headers).
+* §4.1 FCGI_GET_VALUES is answered with the values this server really has;
+  unknown names are left out.  §4.2 An unknown management record type
+  (request id 0) is answered with FCGI_UNKNOWN_TYPE.
+* §5.1 FCGI_BEGIN_REQUEST: only the Responder role is served, others get
+  FCGI_END_REQUEST(FCGI_UNKNOWN_ROLE).  *FCGI_KEEP_CONN clear means the
+  application closes the connection after the response (``should_close``).
+* §5.5 *This application does not multiplex: a second FCGI_BEGIN_REQUEST
+  while a request is active is answered FCGI_CANT_MPX_CONN.
+* §5.4 *FCGI_ABORT_REQUEST becomes an :class:`Abort` event; the server must
+  stop the application and answer with a real FCGI_END_REQUEST.
+* §6.1/§3.3 *FCGI_STDOUT is split into records of at most 65535 bytes and
+  ended with an empty record before FCGI_END_REQUEST (the same for
+  FCGI_STDERR when it was used).
+
+Limits: the PARAMS stream is bounded by ``max_params_size`` bytes and
+``max_params`` pairs.  Every violation raises its own :class:`ProtocolError`
+subclass; the connection is unusable afterwards and the server closes it.
+"""
+
+import struct
+
+from gateways.protocol import ProtocolError, join_repeated
+
+# §8 Constants.
+VERSION_1 = 1
+BEGIN_REQUEST = 1
+ABORT_REQUEST = 2
+END_REQUEST = 3
+PARAMS = 4
+STDIN = 5
+STDOUT = 6
+STDERR = 7
+DATA = 8
+GET_VALUES = 9
+GET_VALUES_RESULT = 10
+UNKNOWN_TYPE = 11
+MAX_TYPE = UNKNOWN_TYPE
+
+RESPONDER = 1
+AUTHORIZER = 2
+FILTER = 3
+
+KEEP_CONN = 1
+
+REQUEST_COMPLETE = 0
+CANT_MPX_CONN = 1
+OVERLOADED = 2
+UNKNOWN_ROLE = 3
+
+MAX_CONTENT = 65535
+HEADER = struct.Struct(">BBHHBx")
+BEGIN_BODY = struct.Struct(">HB5x")
+END_BODY = struct.Struct(">IB3x")
+_LENGTH4 = struct.Struct(">I")
+
+
+# -- errors (one class per violation) ------------------------------------------
+
+
+class FastCGIError(ProtocolError):
+    """The web server broke the FastCGI protocol."""
+
+
+class UnsupportedVersion(FastCGIError):
+    """Record version is not 1 (FastCGI 1.0 §3.3)."""
+
+
+class UnexpectedRecordType(FastCGIError):
+    """A record of a type only an application sends arrived from the web server."""
+
+
+class UnknownRecordType(FastCGIError):
+    """A record of an unknown type arrived for a request (§3.3)."""
+
+
+class BadBeginRequest(FastCGIError):
+    """FCGI_BEGIN_REQUEST body is not 8 bytes, or uses request id 0 (§5.1)."""
+
+
+class DuplicateBeginRequest(FastCGIError):
+    """FCGI_BEGIN_REQUEST for a request id that is already active (§5.1)."""
+
+
+class ManagementRecordForRequest(FastCGIError):
+    """FCGI_GET_VALUES with a non-zero request id (§4.1)."""
+
+
+class MalformedParams(FastCGIError):
+    """Name-value pairs do not fit the stream they arrived in (§3.4)."""
+
+
+class ParamsTooLarge(FastCGIError):
+    """The FCGI_PARAMS stream is longer than the configured limit."""
+
+
+class TooManyParams(FastCGIError):
+    """The FCGI_PARAMS stream holds more pairs than the configured limit."""
+
+
+class StreamAfterEnd(FastCGIError):
+    """A stream record arrived after that stream's empty end record (§3.3)."""
+
+
+class StdinBeforeParams(FastCGIError):
+    """FCGI_STDIN arrived before the FCGI_PARAMS stream ended (§6.2)."""
+
+
+# -- events ------------------------------------------------------------------------
+
+
+class Event:
+    """Base of the events a :class:`Connection` returns.  Don't subclass these."""
+
+    __slots__ = ()
+    __hash__ = None
+
+    def __eq__(self, other):
+        return type(self) is type(other) and all(
+            getattr(self, k) == getattr(other, k) for k in self.__slots__
+        )
+
+    def __repr__(self):
+        fields = ", ".join("%s=%r" % (k, getattr(self, k)) for k in self.__slots__)
+        return "%s(%s)" % (type(self).__name__, fields)
+
+
+class Request(Event):
+    """A Responder request whose FCGI_PARAMS stream is complete (§5.1, §6.2).
+
+    ``params`` is a dict of latin-1 str; ``keep_conn`` is the FCGI_KEEP_CONN flag.
+    """
+
+    __slots__ = ("request_id", "params", "keep_conn")
+
+    def __init__(self, request_id, params, keep_conn):
+        self.request_id = request_id
+        self.params = params
+        self.keep_conn = keep_conn
+
+
+class Stdin(Event):
+    """A piece of the request body (a non-empty FCGI_STDIN record)."""
+
+    __slots__ = ("request_id", "data")
+
+    def __init__(self, request_id, data):
+        self.request_id = request_id
+        self.data = data
+
+
+class StdinEnd(Event):
+    """The request body is complete (the empty FCGI_STDIN record)."""
+
+    __slots__ = ("request_id",)
+
+    def __init__(self, request_id):
+        self.request_id = request_id
+
+
+class Abort(Event):
+    """The web server asks to abort the active request (FCGI_ABORT_REQUEST, §5.4)."""
+
+    __slots__ = ("request_id",)
+
+    def __init__(self, request_id):
+        self.request_id = request_id
+
+
+# -- encoding helpers --------------------------------------------------------------------
+
+
+def record(rtype, request_id, content=b""):
+    """One record; ``content`` must be at most 65535 bytes (§3.3)."""
+    return HEADER.pack(VERSION_1, rtype, request_id, len(content), 0) + content
+
+
+def stream_records(rtype, request_id, data):
+    """``data`` as records of at most 65535 bytes (not ended: see :func:`record`)."""
+    if len(data) <= MAX_CONTENT:
+        return HEADER.pack(VERSION_1, rtype, request_id, len(data), 0) + data
+    view = memoryview(data)
+    parts = []
+    for start in range(0, len(data), MAX_CONTENT):
+        piece = view[start:start + MAX_CONTENT]
+        parts.append(HEADER.pack(VERSION_1, rtype, request_id, len(piece), 0))
+        parts.append(piece)
+    return b"".join(parts)
+
+
+def encode_pairs(pairs):
+    """Name-value pairs (§3.4) from (str or bytes) pairs; str is encoded latin-1."""
+    out = []
+    for name, value in pairs:
+        if isinstance(name, str):
+            name = name.encode("latin-1")
+        if isinstance(value, str):
+            value = value.encode("latin-1")
+        for item in (name, value):
+            n = len(item)
+            out.append(bytes((n,)) if n < 128 else _LENGTH4.pack(n | 0x80000000))
+        out.append(name)
+        out.append(value)
+    return b"".join(out)
+
+
+def decode_pairs(data, max_pairs):
+    """Decode name-value pairs (§3.4) into a dict of latin-1 str."""
+    text = data.decode("latin-1")  # one decode; offsets are the same in both
+    params = {}
+    pos = 0
+    end = len(data)
+    count = 0
+    while pos < end:
+        nlen = data[pos]
+        if nlen < 128:
+            pos += 1
+        elif pos + 4 <= end:
+            nlen = _LENGTH4.unpack_from(data, pos)[0] & 0x7FFFFFFF
+            pos += 4
+        else:
+            raise MalformedParams("a name length is cut off at byte %d" % pos)
+        if pos >= end:
+            raise MalformedParams("a value length is missing at byte %d" % pos)
+        vlen = data[pos]
+        if vlen < 128:
+            pos += 1
+        elif pos + 4 <= end:
+            vlen = _LENGTH4.unpack_from(data, pos)[0] & 0x7FFFFFFF
+            pos += 4
+        else:
+            raise MalformedParams("a value length is cut off at byte %d" % pos)
+        vstart = pos + nlen
+        pos = vstart + vlen
+        if pos > end:
+            raise MalformedParams("a pair claims %d bytes past the end of the stream" % (pos - end))
+        name = text[vstart - nlen:vstart]
+        count += 1
+        if count > max_pairs:
+            raise TooManyParams("more than %d meta-variables" % max_pairs)
+        if name in params:
+            params[name] = join_repeated(name, params[name], text[vstart:pos])
+        else:
+            params[name] = text[vstart:pos]
+    return params
+
+
+# -- the connection ---------------------------------------------------------------
+
+_IDLE, _PARAMS, _STDIN, _RUNNING = range(4)
+
+
+class Connection:
+    """The application side of one FastCGI transport connection.
+
+    ``max_conns``/``max_reqs`` are what FCGI_GET_VALUES reports (§4.1).
+    Attributes the server reads: ``outgoing`` (bytes queued by automatic
+    answers; the server sends and clears it), ``should_close`` (the last
+    request ended without FCGI_KEEP_CONN), ``request_id`` (the active
+    request, or 0).
+    """
+
+    def __init__(self, max_params_size=65536, max_params=1000, max_conns=1, max_reqs=1):
+        self.max_params_size = max_params_size
+        self.max_params = max_params
+        self.values = {
+            "FCGI_MAX_CONNS": str(max_conns),
+            "FCGI_MAX_REQS": str(max_reqs),
+            "FCGI_MPXS_CONNS": "0",
+        }
+        self.outgoing = b""
+        self.should_close = False
+        self.request_id = 0
+        self.keep_conn = False
+        self._state = _IDLE
+        self._params = []
+        self._params_size = 0
+        self._stderr_used = False
+        self._buffer = b""
+
+    # -- input --------------------------------------------------------------------
+
+    def feed(self, data):
+        """Consume ``data``; return the list of events it completes."""
+        if self._buffer:
+            data = self._buffer + data
+        events = []
+        pos = 0
+        size = len(data)
+        while size - pos >= 8:
+            version, rtype, rid, clen, plen = HEADER.unpack_from(data, pos)
+            if version != VERSION_1:
+                raise UnsupportedVersion(_version_reason(data, pos))
+            start = pos + 8
+            end = start + clen
+            if end + plen > size:
+                break
+            pos = end + plen
+            if rid == self.request_id and rid:
+                self._request_record(rtype, rid, data[start:end], events)
+            elif rid == 0:
+                self._management_record(rtype, data[start:end])
+            elif rtype == BEGIN_REQUEST:
+                self._begin_request(rid, data[start:end])
+            elif rtype > MAX_TYPE:
+                raise UnknownRecordType("record type %d for request %d" % (rtype, rid))
+            elif rtype in (END_REQUEST, STDOUT, STDERR, GET_VALUES_RESULT, UNKNOWN_TYPE):
+                raise UnexpectedRecordType("record type %d is not for an application" % rtype)
+            # else: a record for an inactive request id: ignored (§3.3).
+        self._buffer = data[pos:] if pos < size else b""
+        return events
+
+    def _request_record(self, rtype, rid, content, events):
+        state = self._state
+        if rtype == STDIN:
+            if state == _STDIN:
+                events.append(Stdin(rid, content) if content else StdinEnd(rid))
+                if not content:
+                    self._state = _RUNNING
+            elif state == _PARAMS:
+                raise StdinBeforeParams()
+            else:
+                raise StreamAfterEnd("FCGI_STDIN after its end record")
+        elif rtype == PARAMS:
+            if state != _PARAMS:
+                raise StreamAfterEnd("FCGI_PARAMS after its end record")
+            if content:
+                self._params_size += len(content)
+                if self._params_size > self.max_params_size:
+                    raise ParamsTooLarge(
+                        "FCGI_PARAMS stream over %d bytes" % self.max_params_size)
+                self._params.append(content)
+            else:
+                block = b"".join(self._params)
+                self._params = []
+                self._state = _STDIN
+                events.append(Request(rid, decode_pairs(block, self.max_params), self.keep_conn))
+        elif rtype == ABORT_REQUEST:
+            events.append(Abort(rid))
+        elif rtype == BEGIN_REQUEST:
+            raise DuplicateBeginRequest("request id %d is already active" % rid)
+        elif rtype == DATA:
+            pass  # only the Filter role reads FCGI_DATA (§6.4); we never accept it
+        elif rtype > MAX_TYPE:
+            raise UnknownRecordType("record type %d for request %d" % (rtype, rid))
+        else:
+            raise UnexpectedRecordType("record type %d is not for an application" % rtype)
+
+    def _begin_request(self, rid, content):
+        if len(content) != 8:
+            raise BadBeginRequest("FCGI_BEGIN_REQUEST body of %d bytes" % len(content))
+        role, flags = BEGIN_BODY.unpack(content)
+        if self.request_id:
+            # §5.5: we do not multiplex; the active request carries on.
+            self.outgoing += record(END_REQUEST, rid, END_BODY.pack(0, CANT_MPX_CONN))
+            return
+        if role != RESPONDER:
+            self.outgoing += record(END_REQUEST, rid, END_BODY.pack(0, UNKNOWN_ROLE))
+            if not flags & KEEP_CONN:
+                self.should_close = True
+            return
+        self.request_id = rid
+        self.keep_conn = bool(flags & KEEP_CONN)
+        self._state = _PARAMS
+        self._params_size = 0
+        self._stderr_used = False
+
+    def _management_record(self, rtype, content):
+        if rtype == GET_VALUES:
+            asked = decode_pairs(content, self.max_params)
+            answer = [(name, self.values[name]) for name in asked if name in self.values]
+            self.outgoing += record(GET_VALUES_RESULT, 0, encode_pairs(answer))
+        elif rtype == BEGIN_REQUEST:
+            raise BadBeginRequest("FCGI_BEGIN_REQUEST with request id 0")
+        elif rtype in (ABORT_REQUEST, PARAMS, STDIN, DATA):
+            raise ManagementRecordForRequest("record type %d with request id 0" % rtype)
+        elif rtype in (END_REQUEST, STDOUT, STDERR, GET_VALUES_RESULT, UNKNOWN_TYPE):
+            raise UnexpectedRecordType("record type %d is not for an application" % rtype)
+        else:
+            # §4.2: an unknown management type is answered, not fatal.
+            self.outgoing += record(UNKNOWN_TYPE, 0, bytes((rtype,)) + bytes(7))
+
+    @property
+    def body_complete(self):
+        """The active request's FCGI_STDIN stream has ended."""
+        return self._state == _RUNNING
+
+    @property
+    def mid_record(self):
+        """Part of a record has arrived and the rest has not (a stall shows here)."""
+        return bool(self._buffer)
+
+    def eof_reason(self):
+        """Why a close by the web server now is a problem, or None if it is not."""
+        if self._buffer:
+            return "connection closed in the middle of a record"
+        if self.request_id:
+            return "connection closed during request %d" % self.request_id
+        return None
+
+    # -- output -------------------------------------------------------------------
+
+    def stdout(self, data):
+        """FCGI_STDOUT records carrying ``data`` for the active request."""
+        return stream_records(STDOUT, self.request_id, data)
+
+    def stderr(self, data):
+        """FCGI_STDERR records carrying ``data`` for the active request."""
+        self._stderr_used = True
+        return stream_records(STDERR, self.request_id, data)
+
+    def end_request(self, data=b"", app_status=0):
+        """Last ``data`` for stdout, the streams' end records and FCGI_END_REQUEST (§5.5).
+
+        The request stops being active; ``should_close`` tells whether the
+        server must now close the connection (FCGI_KEEP_CONN was clear).
+        """
+        rid = self.request_id
+        out = stream_records(STDOUT, rid, data) if data else b""
+        out += HEADER.pack(VERSION_1, STDOUT, rid, 0, 0)
+        if self._stderr_used:
+            out += HEADER.pack(VERSION_1, STDERR, rid, 0, 0)
+        out += HEADER.pack(VERSION_1, END_REQUEST, rid, 8, 0)
+        out += END_BODY.pack(app_status & 0xFFFFFFFF, REQUEST_COMPLETE)
+        self.request_id = 0
+        self._state = _IDLE
+        self._params = []
+        if not self.keep_conn:
+            self.should_close = True
+        return out
+
+
+def _version_reason(data, pos):
+    head = bytes(data[pos:pos + 8])
+    if head[:4] in (b"GET ", b"POST", b"HEAD", b"PUT ", b"DELE", b"OPTI", b"PATC"):
+        return "an HTTP request arrived on the FastCGI socket (%r...)" % head
+    return "record version %d, not 1" % head[0]

@@ -1,0 +1,323 @@
+"""SCGI request parser, sans-IO: bytes in, events out.
+
+The spec is "SCGI: A Simple Common Gateway Interface alternative" (Neil
+Schemenauer, 2008, ``doc/protocol.txt`` in nascheme/scgi).  Rules enforced,
+each failing with its own :class:`~gateways.protocol.ProtocolError` subclass:
+
+* §3 "Request Format": the headers are sent as a netstring, then the body.
+  §4 "Netstrings": ``len ":" block ","`` where ``len`` is non-empty ASCII
+  decimal with no extra zeros in front ("0" only for an empty block).  Ours
+  is capped at ``max_header_size`` and rejected as soon as its digits exceed
+  that, so a peer sending endless digits is never buffered.
+* §3: ``block`` is ``header*``, ``header ::= name NUL value NUL``, ``name ::=
+  notnull+``; "Duplicate names are not allowed"; at most ``max_params``
+  headers.  Names and values become native ``str`` holding latin-1 code
+  points (PEP 3333).
+* §3: the first header is ``CONTENT_LENGTH``, "a nonempty sequence of ASCII
+  digits" (leading zeros are not forbidden there), present "even if its value
+  is 0", so ``0:,`` is valid framing whose empty block fails as
+  :class:`ContentLengthNotFirst`.  A header ``SCGI`` with value ``1`` is
+  required.
+* §2 "Protocol": one request per connection, then the server "closes the
+  connection", so bytes after the body are ignored silently: nothing past
+  the body is ever parsed or passed on.
+
+Events: :class:`Request` once the netstring is complete, :class:`Body` chunks
+(never empty, never past CONTENT_LENGTH), then :class:`EndOfBody`.  After a
+ProtocolError the parser is dead: every later ``feed()``/``eof()`` raises the
+same error again.  §2: "The format of the response is not specified by this
+protocol"; it is the CGI-style bytes produced elsewhere (§5 "Example"), so
+there is no response writer here, only :func:`make_request` to build requests
+for clients, tests and benchmarks.
+"""
+
+from gateways.protocol import ProtocolError
+
+_HEADER, _BODY, _DONE, _ERROR = "header", "body", "done", "error"
+
+
+class BadNetstringLength(ProtocolError):
+    """netstring length is not a decimal number"""
+
+
+class LeadingZero(ProtocolError):
+    """netstring length has a leading zero"""
+
+
+class HeaderTooLarge(ProtocolError):
+    """header netstring is larger than the limit"""
+
+
+class MissingColon(ProtocolError):
+    """no ':' after the netstring length"""
+
+
+class MissingComma(ProtocolError):
+    """no ',' after the header netstring"""
+
+
+class MalformedHeaders(ProtocolError):
+    """header block is not NUL-terminated name/value pairs"""
+
+
+class EmptyName(ProtocolError):
+    """header with an empty name"""
+
+
+class ContentLengthNotFirst(ProtocolError):
+    """first header is not CONTENT_LENGTH"""
+
+
+class BadContentLength(ProtocolError):
+    """CONTENT_LENGTH is not a decimal number"""
+
+
+class MissingSCGI(ProtocolError):
+    """no SCGI header"""
+
+
+class BadSCGIVersion(ProtocolError):
+    """SCGI header is not 1"""
+
+
+class DuplicateHeader(ProtocolError):
+    """header sent twice"""
+
+
+class TooManyHeaders(ProtocolError):
+    """more headers than the limit"""
+
+
+class Truncated(ProtocolError):
+    """connection closed before the request was complete"""
+
+
+class _Event:
+    """Events compare equal by type and fields; they are never mutated."""
+
+    __slots__ = ()
+    __hash__ = None
+
+    def __eq__(self, other):
+        return type(other) is type(self) and all(
+            getattr(self, name) == getattr(other, name) for name in self.__slots__)
+
+    def __repr__(self):
+        fields = ", ".join(f"{name}={getattr(self, name)!r}" for name in self.__slots__)
+        return f"{type(self).__name__}({fields})"
+
+
+class Request(_Event):
+    """The header block: ``params`` (dict of latin-1 str) and ``content_length``."""
+
+    __slots__ = ("content_length", "params")
+
+    def __init__(self, params, content_length):
+        self.params = params
+        self.content_length = content_length
+
+
+class Body(_Event):
+    """A non-empty chunk of the request body, ``data`` (bytes)."""
+
+    __slots__ = ("data",)
+
+    def __init__(self, data):
+        self.data = data
+
+
+class EndOfBody(_Event):
+    """All CONTENT_LENGTH bytes have arrived; the request is complete."""
+
+    __slots__ = ()
+
+
+def _prefix_error(prefix):
+    """The error for a length prefix (at most a few bytes) that is not all digits."""
+    digits = 0
+    while digits < len(prefix) and 48 <= prefix[digits] <= 57:
+        digits += 1
+    if digits == 0:
+        return BadNetstringLength(f"netstring length starts with {bytes(prefix[:1])!r}")
+    return MissingColon(f"netstring length {bytes(prefix[:digits]).decode()} is followed"
+                        f" by {bytes(prefix[digits:digits + 1])!r}, not ':'")
+
+
+class SCGIRequestParser:
+    """Turn the bytes of one SCGI connection into events.
+
+    ``feed(data)`` takes whatever arrived (bytes or bytearray, any split; ``b""``
+    does nothing) and returns the list of events it completes.  ``eof()`` says
+    the peer closed its side; it raises :class:`Truncated` unless the request is
+    complete.  ``max_header_size`` bounds the header netstring's length,
+    ``max_params`` the number of headers; limits on the body are the server's
+    business (see ``Request.content_length``).
+    """
+
+    __slots__ = ("_buf", "_error", "_length", "_remaining", "_size_digits", "_state",
+                 "max_header_size", "max_params")
+
+    def __init__(self, max_header_size=65536, max_params=1000):
+        self.max_header_size = max_header_size
+        self.max_params = max_params
+        self._size_digits = len(str(max_header_size))
+        self._buf = None  # a bytearray only while the header netstring is incomplete
+        self._state = _HEADER
+        self._length = self._remaining = 0
+        self._error = None
+
+    def feed(self, data):
+        state = self._state
+        if state is _BODY:
+            return self._body(data)
+        if state is _HEADER:
+            if self._buf is not None:
+                self._buf += data
+                data = self._buf
+            try:
+                return self._header(data)
+            except ProtocolError as error:
+                self._state, self._error, self._buf = _ERROR, error, None
+                raise
+        if state is _ERROR:
+            raise self._error
+        return []  # _DONE: §2, one request per connection; later bytes are ignored
+
+    def eof(self):
+        state = self._state
+        if state is _DONE:
+            return []
+        if state is _ERROR:
+            raise self._error
+        if state is _HEADER:
+            got = len(self._buf) if self._buf is not None else 0
+            error = Truncated(f"connection closed after {got} bytes of the header netstring")
+        else:
+            got = self._length - self._remaining
+            error = Truncated(f"connection closed after {got} of {self._length} body bytes")
+        self._state, self._error, self._buf = _ERROR, error, None
+        raise error
+
+    def _incomplete(self, buf):
+        if self._buf is None:
+            self._buf = bytearray(buf)
+        return []
+
+    def _header(self, buf):
+        # §3: the headers come first, as a netstring (§4: [len]":"[string]",").
+        colon = buf.find(b":", 0, self._size_digits + 1)
+        if colon <= 0:
+            prefix = buf[:self._size_digits + 1]
+            if colon == 0:
+                raise BadNetstringLength("netstring length is empty")
+            if not prefix:
+                return []
+            if not prefix.isdigit():
+                raise _prefix_error(prefix)
+            if len(prefix) > 1 and prefix[0] == 48:  # §4: "Extra zeros ... are prohibited"
+                raise LeadingZero("netstring length starts with 0 but is not 0")
+            if len(prefix) > self._size_digits or int(prefix) > self.max_header_size:
+                raise HeaderTooLarge(f"header netstring length {bytes(prefix).decode()}..."
+                                     f" is over the limit of {self.max_header_size}")
+            return self._incomplete(buf)
+        digits = buf[:colon]
+        if not digits.isdigit():
+            raise _prefix_error(digits)
+        if colon > 1 and digits[0] == 48:
+            raise LeadingZero(f"netstring length {bytes(digits).decode()} has a leading zero")
+        size = int(digits)
+        if size > self.max_header_size:
+            raise HeaderTooLarge(f"header netstring length {size}"
+                                 f" is over the limit of {self.max_header_size}")
+        end = colon + 1 + size
+        if len(buf) <= end:
+            return self._incomplete(buf)
+        if buf[end] != 44:
+            raise MissingComma(f"header netstring ends with {bytes(buf[end:end + 1])!r}, not ','")
+        params, length = self._params(buf[colon + 1:end].decode("latin-1"))
+        events = [Request(params, length)]
+        self._buf = None
+        if length == 0:
+            self._state = _DONE
+            events.append(EndOfBody())
+            return events
+        # §3: "The body is sent following the headers", CONTENT_LENGTH bytes long.
+        self._state, self._length, self._remaining = _BODY, length, length
+        if len(buf) > end + 1:
+            events += self._body(buf[end + 1:])
+        return events
+
+    def _params(self, block):
+        # §3: headers ::= header*, header ::= name NUL value NUL; one decode, one split.
+        parts = block.split("\0")
+        if parts[-1]:
+            raise MalformedHeaders("header block does not end with NUL")
+        if not len(parts) & 1:
+            raise MalformedHeaders(f"header {parts[-2]!r} has no value")
+        count = len(parts) >> 1
+        if count > self.max_params:
+            raise TooManyHeaders(f"{count} headers, over the limit of {self.max_params}")
+        if not count:
+            raise ContentLengthNotFirst("header block is empty; CONTENT_LENGTH is required")
+        # §3: "The first header must have the name CONTENT_LENGTH", digits, maybe "0".
+        if parts[0] != "CONTENT_LENGTH":
+            raise ContentLengthNotFirst(f"first header is {parts[0]!r}, not CONTENT_LENGTH")
+        length = parts[1]
+        if not (length.isdigit() and length.isascii()):
+            raise BadContentLength(f"CONTENT_LENGTH is {length!r}, not a decimal number")
+        pairs = iter(parts)
+        params = dict(zip(pairs, pairs))  # the unpaired final "" is dropped by zip
+        if len(params) != count:
+            # §3: "Duplicate names are not allowed in the headers."
+            seen = set()
+            for name in parts[0:-1:2]:
+                if name in seen:
+                    raise DuplicateHeader(f"header {name!r} sent twice")
+                seen.add(name)
+        if "" in params:
+            raise EmptyName(f"header #{parts[0:-1:2].index('') + 1} has an empty name")
+        # §3: "There must also always be a header with the name SCGI and a value of 1"
+        version = params.get("SCGI")
+        if version != "1":
+            if version is None:
+                raise MissingSCGI("no SCGI header")
+            raise BadSCGIVersion(f"SCGI header is {version!r}, not '1'")
+        return params, int(length)
+
+    def _body(self, data):
+        size = len(data)
+        if not size:
+            return []
+        if type(data) is not bytes:
+            data = bytes(data)
+        remaining = self._remaining
+        if size < remaining:
+            self._remaining = remaining - size
+            return [Body(data)]
+        self._remaining, self._state = 0, _DONE
+        return [Body(data[:remaining] if size > remaining else data), EndOfBody()]
+
+
+def make_request(params, body=b""):
+    """Return the bytes of a valid SCGI request carrying ``params`` and ``body``.
+
+    ``params`` maps str to str (latin-1 code points).  CONTENT_LENGTH is
+    computed from ``body`` and sent first (a CONTENT_LENGTH in ``params`` must
+    agree with it); ``SCGI=1`` is added when absent (a given SCGI value is sent
+    as it is).  Empty names, NULs and non-latin-1 text raise ValueError.
+    """
+    length = str(len(body))
+    if params.get("CONTENT_LENGTH", length) != length:
+        raise ValueError(f"CONTENT_LENGTH {params['CONTENT_LENGTH']!r} does not match"
+                         f" a body of {length} bytes")
+    pairs = ["CONTENT_LENGTH", length]
+    for name, value in params.items():
+        if not name or "\0" in name or "\0" in value:
+            raise ValueError(f"invalid header {name!r}: {value!r}")
+        if name != "CONTENT_LENGTH":
+            pairs += (name, value)
+    if "SCGI" not in params:
+        pairs += ("SCGI", "1")
+    pairs.append("")
+    block = "\0".join(pairs).encode("latin-1")
+    return b"%d:%s,%s" % (len(block), block, body)

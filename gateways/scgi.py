@@ -1,0 +1,170 @@
+"""The SCGI gateway: the SCGI core on a socket, the WSGI core on top.
+
+::
+
+    gateways scgi myapp:app --bind unix:/run/myapp-scgi.sock --socket-group www-data
+    gateways scgi myapp:app --bind 127.0.0.1:4000
+
+or ``gateways.scgi.serve(app, bind=...)`` from Python.  It runs on the same
+listeners and workers as FastCGI (:mod:`gateways.server`); this module adds
+the framing and nothing else.
+
+SCGI carries one request per connection (SCGI §2): the header netstring,
+the body, then the CGI-format response and a close.  The body is read to
+CONTENT_LENGTH before the application runs (memory, then a temporary
+file); a body the application did not want is thereby drained too, which
+Apache mod_proxy_scgi needs (it answers 503 when the backend closes on an
+unread body).  SCGI has no error channel: ``wsgi.errors`` is the server's
+log.  A health check that connects and closes, and a front end that goes
+away mid-response, are logged at debug level only.
+"""
+
+from gateways.environ import build_environ, normalize_mount
+from gateways.protocol import ProtocolError
+from gateways.protocol.scgi import Body as BodyEvent
+from gateways.protocol.scgi import EndOfBody, Request, SCGIRequestParser
+from gateways.response import ClientDisconnected, FileWrapper
+from gateways.response import run as run_app
+from gateways.server.body import Body, BodyTooLarge, check_length, rejection
+from gateways.server.workers import TICK
+
+RECV_SIZE = 65536
+
+
+class Transport:
+    """The response side of an SCGI connection: raw CGI-format bytes."""
+
+    __slots__ = ("sock", "broken")
+
+    def __init__(self, sock):
+        self.sock = sock
+        self.broken = False
+
+    def send(self, data):
+        try:
+            self.sock.sendall(data)
+        except OSError as exc:
+            self.broken = True
+            raise ClientDisconnected(str(exc)) from exc
+
+    finish = send
+
+    def abort(self):
+        self.broken = True  # the close that follows tells the front end
+
+
+class ConnectionHandler:
+    """Serves SCGI connections for one worker thread, one at a time."""
+
+    def __init__(self, app, config, log, errors, multiprocess, state):
+        self.app = app
+        self.log = log
+        self.errors = errors
+        self.state = state
+        self.debug = config.debug
+        self.mount = normalize_mount(config.script_name)
+        self.multithread = config.threads > 1
+        self.multiprocess = multiprocess
+        self.read_timeout = config.read_timeout
+        self.max_body = config.max_body
+        self.spool_threshold = config.spool_threshold
+        self.max_header_size = config.max_header_size
+        self.max_params = config.max_params
+
+    def __call__(self, sock, address):
+        parser = SCGIRequestParser(self.max_header_size, self.max_params)
+        try:
+            self._serve(sock, parser, self.state)
+        finally:
+            self.state.end()  # no-op unless the connection broke mid-request
+
+    def _serve(self, sock, parser, state):
+        recv = sock.recv
+        waited = 0.0
+        received = False
+        params = body = reject = None
+        while True:
+            try:
+                data = recv(RECV_SIZE)
+            except BlockingIOError:  # SO_RCVTIMEO: a TICK without data
+                waited += TICK
+                if state.stopping and not received:
+                    return
+                if waited >= self.read_timeout:
+                    if received:
+                        self.log.warning("SCGI: the web server stalled for %g s in the middle "
+                                         "of a request; closing the connection", waited)
+                    return
+                continue
+            except OSError as exc:
+                self.log.debug("SCGI: connection error: %s", exc)
+                return
+            waited = 0.0
+            try:
+                events = parser.feed(data) if data else parser.eof()
+            except ProtocolError as exc:
+                if not received and not data:
+                    self.log.debug("SCGI: a connection closed without a request")
+                elif not data:
+                    self.log.debug("SCGI: %s", exc)
+                else:
+                    self.log.warning("SCGI: closing a connection: %s", exc)
+                return
+            received = True
+            for event in events:
+                kind = type(event)
+                if kind is BodyEvent:
+                    if reject is None:
+                        try:
+                            body.add(event.data)
+                        except BodyTooLarge:
+                            reject = "413 Content Too Large"
+                            body.close()
+                elif kind is Request:
+                    state.begin()
+                    params = event.params
+                    body = Body(self.spool_threshold, self.max_body)
+                    reject = check_length(params.get("CONTENT_LENGTH"), self.max_body)
+                elif kind is EndOfBody:
+                    transport = Transport(sock)
+                    if reject is None:
+                        self._respond(transport, params, body)
+                    else:
+                        try:
+                            transport.send(rejection(reject))
+                        except ClientDisconnected:
+                            pass
+                    state.end()
+                    return
+            if not data:
+                return
+
+    def _respond(self, transport, params, body):
+        environ = build_environ(
+            params, body.stream(), self.errors, multithread=self.multithread,
+            multiprocess=self.multiprocess, run_once=False, gateway="SCGI",
+            mount=self.mount, file_wrapper=FileWrapper)
+        run_app(self.app, environ, transport, self.debug)
+        body.close()
+
+
+def handler_factory(app, config, log, errors, multiprocess):
+    """What the worker engine calls once per thread to get its handler."""
+
+    def make_handler(state):
+        return ConnectionHandler(app, config, log, errors, multiprocess, state)
+
+    return make_handler
+
+
+def serve(app, **options):
+    """Serve ``app`` (a WSGI callable or an APP string) over SCGI until stopped.
+
+    Options are the settings of ``gateways scgi`` by their Python names
+    (``bind="127.0.0.1:4000"``, ``processes=2``, ``script_name="/app"``...).
+    Returns the exit status; raises :class:`gateways.settings.ConfigError`
+    for a bad option or a socket that cannot be opened.
+    """
+    from gateways.server.main import serve_protocol
+
+    return serve_protocol("scgi", app, options)

@@ -1,0 +1,80 @@
+"""Request bodies for the FastCGI and SCGI gateways: memory, then disk.
+
+The body is read completely before the application runs.  Up to
+``--spool-threshold`` bytes stay in memory; a larger body goes to an
+anonymous temporary file, so a 1 GB upload costs disk, not RAM.  Past
+``--max-body`` bytes :class:`BodyTooLarge` is raised and the gateway answers
+413 without calling the application.  ``wsgi.input`` is then a real file
+that ends exactly at the end of the body (PEP 3333: never read past
+CONTENT_LENGTH; ``wsgi.input_terminated`` holds).
+"""
+
+import io
+import tempfile
+
+EMPTY = b""
+
+
+class BodyTooLarge(Exception):
+    """The request body is larger than ``--max-body``."""
+
+
+class Body:
+    """Collects one request body (see the module docstring)."""
+
+    __slots__ = ("parts", "size", "file", "threshold", "limit")
+
+    def __init__(self, threshold, limit):
+        self.parts = []
+        self.size = 0
+        self.file = None
+        self.threshold = threshold
+        self.limit = limit
+
+    def add(self, data):
+        size = self.size + len(data)
+        if size > self.limit:
+            raise BodyTooLarge("request body over %d bytes" % self.limit)
+        self.size = size
+        if self.file is not None:
+            self.file.write(data)
+        elif size > self.threshold:
+            self.file = tempfile.TemporaryFile(prefix="gateways-body-")
+            for part in self.parts:
+                self.file.write(part)
+            self.file.write(data)
+            self.parts = None
+        else:
+            self.parts.append(data)
+
+    def stream(self):
+        """The body as a file positioned at its start."""
+        if self.file is not None:
+            self.file.seek(0)
+            return self.file
+        parts = self.parts
+        return io.BytesIO(parts[0] if len(parts) == 1 else EMPTY.join(parts))
+
+    def close(self):
+        if self.file is not None:
+            self.file.close()
+
+
+def check_length(value, limit):
+    """None when a CONTENT_LENGTH value is acceptable, else the status to answer."""
+    if not value:
+        return None
+    if not (value.isdigit() and value.isascii()):
+        return "400 Bad Request"
+    if int(value) > limit:
+        return "413 Content Too Large"
+    return None
+
+
+def rejection(status):
+    """The CGI-format response for a request refused before the application ran."""
+    from gateways.response import simple_response
+
+    reasons = {"400 Bad Request": b"Bad Request: invalid Content-Length\n",
+               "413 Content Too Large": b"Request body too large\n"}
+    return simple_response(status, reasons[status])

@@ -1,0 +1,66 @@
+"""Where a FastCGI or SCGI server writes its log.
+
+A web server that spawns a FastCGI application may close its stdout and
+stderr (FastCGI 1.0 §2.2), so the log goes to ``--log-file`` when given,
+else to stderr only when stderr is open, else nowhere.  Messages are
+formatted only when their level is on (the logging module's ``%`` style
+arguments), never on the request path.
+"""
+
+import logging
+import logging.handlers
+import os
+import sys
+
+FORMAT = "%(asctime)s gateways[%(process)d] %(levelname)s: %(message)s"
+LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING,
+          "error": logging.ERROR}
+
+
+class _NullStream:
+    """A text stream that drops what it is given (no stderr, no log file)."""
+
+    def write(self, text):
+        return len(text)
+
+    def writelines(self, lines):
+        pass
+
+    def flush(self):
+        pass
+
+
+def stderr_open():
+    """True when fd 2 is open and Python has a stream for it."""
+    if sys.stderr is None:
+        return False
+    try:
+        os.fstat(2)
+    except OSError:
+        return False
+    return True
+
+
+def setup(level="info", log_file=None):
+    """Configure the ``gateways`` logger; return ``(logger, stream)``.
+
+    ``stream`` is the text stream the log goes to; gateways without an error
+    channel of their own (SCGI) use it as ``wsgi.errors``.
+    """
+    log = logging.getLogger("gateways")
+    log.setLevel(LEVELS[level])
+    log.propagate = False
+    for handler in list(log.handlers):
+        log.removeHandler(handler)
+    if log_file:
+        handler = logging.handlers.WatchedFileHandler(log_file)  # logrotate-friendly
+        stream = handler.stream
+    elif stderr_open():
+        handler = logging.StreamHandler(sys.stderr)
+        stream = sys.stderr
+    else:
+        handler = logging.NullHandler()
+        stream = _NullStream()
+    handler.setFormatter(logging.Formatter(FORMAT))
+    log.addHandler(handler)
+    return log, stream

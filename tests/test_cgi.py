@@ -1,0 +1,193 @@
+"""The CGI gateway in-process and as a real CGI process (RFC 3875)."""
+
+import hashlib
+import io
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from gateways.cgi import CGIInput, run
+
+APPS = Path(__file__).parent / "apps"
+sys.path.insert(0, str(APPS))
+import probe  # noqa: E402
+
+
+def cgi(app, env, body=b"", **kw):
+    """Run one CGI request in-process; return (status line, headers, body, stderr)."""
+    stdin = io.BytesIO(body)
+    stdout = io.BytesIO()
+    stderr = io.StringIO()
+    base = {"GATEWAY_INTERFACE": "CGI/1.1", "REQUEST_METHOD": "GET", "SERVER_NAME": "test",
+            "SERVER_PORT": "80", "SERVER_PROTOCOL": "HTTP/1.1", "QUERY_STRING": ""}
+    base.update(env)
+    environ = {k.encode(): v.encode("utf-8") if isinstance(v, str) else v for k, v in base.items()}
+    run(app, stdin=stdin, stdout=stdout, stderr=stderr, environ=environ, **kw)
+    head, _, payload = stdout.getvalue().partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    headers = [tuple(line.split(": ", 1)) for line in lines[1:]]
+    return lines[0], headers, payload, stderr.getvalue(), stdin
+
+
+def test_get_through_validator():
+    status, _, body, err, _ = cgi(probe.application, {
+        "SCRIPT_NAME": "/app", "PATH_INFO": "/echo/x", "QUERY_STRING": "a=1"})
+    assert status == "Status: 200 OK", err
+    data = json.loads(body)
+    assert (data["script_name"], data["path_info"], data["query_string"]) == ("/app", "/echo/x", "a=1")
+    assert (data["multithread"], data["multiprocess"], data["run_once"]) == (False, True, True)
+    assert data["gateway"] == "CGI"
+    assert data["all_str"]
+
+
+def test_utf8_environ_arrives_as_latin1_code_points():
+    _, _, body, _, _ = cgi(probe.application, {"SCRIPT_NAME": "", "PATH_INFO": "/echo/h\u00e9"})
+    data = json.loads(body)
+    assert data["path_info"] == "/echo/h\xc3\xa9"
+    assert data["path_info_utf8"] == "/echo/h\u00e9"
+
+
+def test_post_body_read_to_content_length_only():
+    payload = os.urandom(100_000)
+    # Extra bytes after CONTENT_LENGTH must never be read.
+    status, _, body, _, stdin = cgi(probe.application, {
+        "REQUEST_METHOD": "POST", "PATH_INFO": "/upload", "CONTENT_LENGTH": str(len(payload)),
+        "CONTENT_TYPE": "application/octet-stream"}, payload + b"EXTRA")
+    assert status == "Status: 200 OK"
+    assert json.loads(body) == {"length": len(payload), "sha256": hashlib.sha256(payload).hexdigest()}
+    assert stdin.read() == b"EXTRA"
+
+
+@pytest.mark.parametrize("mode", ["read", "readline", "iter"])
+def test_body_reading_modes(mode):
+    payload = b"line one\nline two\n" * 1000 + b"no newline"
+    _, _, body, err, _ = cgi(probe.application, {
+        "REQUEST_METHOD": "POST", "PATH_INFO": "/upload", "QUERY_STRING": "mode=" + mode,
+        "CONTENT_LENGTH": str(len(payload)), "CONTENT_TYPE": "text/plain"}, payload + b"\nEXTRA\n")
+    assert json.loads(body)["length"] == len(payload), err
+
+
+def test_unread_body_is_drained():
+    payload = b"x" * 300_000
+    _, _, body, _, stdin = cgi(probe.application, {
+        "REQUEST_METHOD": "POST", "PATH_INFO": "/noread", "CONTENT_LENGTH": str(len(payload)),
+        "CONTENT_TYPE": "text/plain"}, payload + b"EXTRA")
+    assert body == b"ignored"
+    assert stdin.read() == b"EXTRA"
+
+
+def test_chunked_body_without_content_length_reads_to_eof():
+    payload = b"y" * 70_000
+    _, _, body, _, _ = cgi(probe.application, {
+        "REQUEST_METHOD": "POST", "PATH_INFO": "/echo", "HTTP_TRANSFER_ENCODING": "chunked",
+        "CONTENT_TYPE": "text/plain"}, payload)
+    assert json.loads(body)["input_terminated"] is True
+    _, _, body, _, _ = cgi(probe.application, {
+        "REQUEST_METHOD": "POST", "PATH_INFO": "/upload", "HTTP_TRANSFER_ENCODING": "chunked",
+        "CONTENT_TYPE": "text/plain"}, payload)
+    assert json.loads(body)["length"] == len(payload)
+
+
+def test_no_body_without_content_length():
+    _, _, body, _, stdin = cgi(probe.application, {
+        "REQUEST_METHOD": "POST", "PATH_INFO": "/upload", "CONTENT_TYPE": "text/plain"}, b"stray")
+    assert json.loads(body)["length"] == 0
+    assert stdin.read() == b"stray"
+
+
+def test_bad_content_length_is_400():
+    status, _, _, err, _ = cgi(probe.application, {"REQUEST_METHOD": "POST",
+                                                   "CONTENT_LENGTH": "12abc"})
+    assert status == "Status: 400 Bad Request"
+    assert "CONTENT_LENGTH" in err
+
+
+def test_error_gives_generic_500_and_logs_traceback():
+    status, _, body, err, _ = cgi(probe.application, {"PATH_INFO": "/error"})
+    assert status == "Status: 500 Internal Server Error"
+    assert b"SECRET-MARKER" not in body
+    assert "SECRET-MARKER" in err and "Traceback" in err
+
+
+def test_debug_from_environment():
+    _, _, body, _, _ = cgi(probe.application, {"PATH_INFO": "/error", "GATEWAYS_DEBUG": "1"})
+    assert b"SECRET-MARKER" in body
+
+
+def test_print_in_app_goes_to_stderr():
+    def app(environ, start_response):
+        print("stray output")
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"clean"]
+    status, _, body, err, _ = cgi(app, {})
+    assert status == "Status: 200 OK"
+    assert body == b"clean"
+    assert "stray output" in err
+
+
+def test_multiple_set_cookie_and_204():
+    _, headers, _, _, _ = cgi(probe.application, {"PATH_INFO": "/cookies"})
+    assert [v for k, v in headers if k == "Set-Cookie"] == ["a=1; Path=/", "b=2; Path=/"]
+    status, _, body, _, _ = cgi(probe.application, {"PATH_INFO": "/status/204"})
+    assert status == "Status: 204 No Content" and body == b""
+
+
+def test_cgi_input_limits():
+    stream = CGIInput(io.BytesIO(b"abc\ndef\nghi"), 6)
+    assert stream.readline() == b"abc\n"
+    assert stream.readline(10) == b"de"
+    assert stream.read(5) == b""
+    stream = CGIInput(io.BytesIO(b"ab"), 10)  # the stream ends early
+    assert stream.read(5) == b"ab"
+    assert stream.read(5) == b""
+    assert stream.remaining == 0
+    assert CGIInput(io.BytesIO(b"a\nb\n"), 4).readlines() == [b"a\n", b"b\n"]
+
+
+# -- a real CGI process ------------------------------------------------------------
+
+
+def run_script(args, env, body=b""):
+    base = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "GATEWAY_INTERFACE": "CGI/1.1",
+            "REQUEST_METHOD": "GET", "SERVER_NAME": "t", "SERVER_PORT": "80",
+            "SERVER_PROTOCOL": "HTTP/1.1", "QUERY_STRING": ""}
+    base.update(env)
+    return subprocess.run(args, input=body, env=base, capture_output=True, timeout=30)
+
+
+def test_gateways_cgi_command():
+    proc = run_script([sys.executable, "-m", "gateways", "cgi", "probe", "--app-dir", str(APPS)],
+                      {"SCRIPT_NAME": "/app", "PATH_INFO": "/echo"})
+    assert proc.returncode == 0, proc.stderr
+    head, _, body = proc.stdout.partition(b"\r\n\r\n")
+    assert head.startswith(b"Status: 200 OK")
+    assert json.loads(body)["script_name"] == "/app"
+
+
+def test_gateways_cgi_command_script_name_option():
+    proc = run_script([sys.executable, "-m", "gateways", "cgi", "probe", "--app-dir", str(APPS),
+                       "--script-name", "/mnt"],
+                      {"SCRIPT_NAME": "/mnt/echo/x", "REQUEST_URI": "/mnt/echo/x"})
+    body = proc.stdout.partition(b"\r\n\r\n")[2]
+    assert json.loads(body)["path_info"] == "/echo/x"
+
+
+def test_app_that_does_not_import():
+    proc = run_script([sys.executable, "-m", "gateways", "cgi", "no_such_module:app"], {})
+    assert proc.returncode == 2
+    err = proc.stderr.decode()
+    assert err.count("\n") == 1
+    assert "no_such_module" in err
+    assert proc.stdout.startswith(b"Status: 500 Internal Server Error\r\n")
+
+
+def test_cgi_path_imports_almost_nothing():
+    code = ("import sys; before = set(sys.modules); import gateways.cgi; "
+            "print(sorted(set(sys.modules) - before))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    loaded = eval(proc.stdout)
+    assert set(loaded) <= {"gateways", "gateways.cgi", "gateways.environ", "gateways.response"}, loaded
