@@ -28,12 +28,11 @@ has no queue, no lock and no logging call.
 import os
 import socket
 
-from gateways.environ import build_environ, normalize_mount
 from gateways.protocol import ProtocolError
 from gateways.protocol.fastcgi import Abort, Connection, Request, Stdin, StdinEnd
-from gateways.response import ClientDisconnected, FileWrapper
-from gateways.response import run as run_app
-from gateways.server.body import Body, BodyTooLarge, check_length, rejection
+from gateways.response import ClientDisconnected
+from gateways.server.body import rejection
+from gateways.server.handler import BaseHandler
 from gateways.server.workers import TICK
 
 RECV_SIZE = 65536
@@ -156,39 +155,25 @@ class Transport:
                 raise RequestAborted("FCGI_ABORT_REQUEST")
 
 
-class ConnectionHandler:
-    """Serves connections for one worker thread, one at a time."""
+class ConnectionHandler(BaseHandler):
+    """Serves FastCGI connections for one worker thread, one at a time."""
 
-    def __init__(self, app, config, log, fallback_errors, multiprocess, state):
-        self.app = app
-        self.log = log
-        self.fallback_errors = fallback_errors
-        self.state = state
-        self.debug = config.debug
-        self.mount = normalize_mount(config.script_name)
-        self.multithread = config.threads > 1
-        self.multiprocess = multiprocess
-        self.read_timeout = config.read_timeout
+    gateway = "FastCGI"
+
+    def setup(self, config):
         self.keepalive_timeout = config.keepalive_timeout
-        self.max_body = config.max_body
-        self.spool_threshold = config.spool_threshold
-        self.max_params_size = config.max_header_size
-        self.max_params = config.max_params
         self.max_conns = config.processes * config.threads
         self.allowed = allowed_addresses(os.environ.get("FCGI_WEB_SERVER_ADDRS"))
 
-    def __call__(self, sock, address):
+    def serve(self, sock, address):
         if self.allowed is not None and sock.family in _INET and address[0] not in self.allowed:
             self.log.warning("FastCGI: refused a connection from %s: not in "
                              "FCGI_WEB_SERVER_ADDRS", address[0])
             return
-        conn = Connection(self.max_params_size, self.max_params, self.max_conns, self.max_conns)
+        conn = Connection(self.max_header_size, self.max_params, self.max_conns, self.max_conns)
         transport = Transport(sock, conn, self)
-        transport.errors = ErrorStream(transport, self.fallback_errors)
-        try:
-            self._serve(sock, conn, transport)
-        finally:
-            self.state.end()  # no-op unless the connection broke mid-request
+        transport.errors = ErrorStream(transport, self.errors)
+        self._serve(sock, conn, transport)
 
     def _serve(self, sock, conn, transport):
         state = self.state
@@ -227,17 +212,10 @@ class ConnectionHandler:
             for event in events:
                 kind = type(event)
                 if kind is Stdin:
-                    if reject is None:
-                        try:
-                            body.add(event.data)
-                        except BodyTooLarge:
-                            reject = "413 Content Too Large"
-                            body.close()
+                    reject = self.collect(body, event.data, reject)
                 elif kind is Request:
-                    state.begin()
                     params = event.params
-                    body = Body(self.spool_threshold, self.max_body)
-                    reject = check_length(params.get("CONTENT_LENGTH"), self.max_body)
+                    body, reject = self.begin(params)
                 elif kind is StdinEnd:
                     served = True
                     if reject is None:
@@ -265,17 +243,10 @@ class ConnectionHandler:
 
     def _respond(self, conn, transport, params, body):
         """Run the application; False when the connection cannot go on."""
-        wsgi_input = body.stream()
-        errors = transport.errors
-        environ = build_environ(
-            params, wsgi_input, errors, multithread=self.multithread,
-            multiprocess=self.multiprocess, run_once=False, gateway="FastCGI",
-            mount=self.mount, file_wrapper=FileWrapper)
         transport.active = True
         transport.aborted = False
-        run_app(self.app, environ, transport, self.debug)
+        self.run_request(params, body, transport.errors, transport)
         transport.active = False
-        body.close()
         if transport.aborted:
             transport.aborted = False
             try:
@@ -298,15 +269,6 @@ def allowed_addresses(value):
     if value is None or not value.strip():
         return None
     return {item.strip() for item in value.split(",") if item.strip()}
-
-
-def handler_factory(app, config, log, fallback_errors, multiprocess):
-    """What the worker engine calls once per thread to get its handler."""
-
-    def make_handler(state):
-        return ConnectionHandler(app, config, log, fallback_errors, multiprocess, state)
-
-    return make_handler
 
 
 # -- public API ------------------------------------------------------------------

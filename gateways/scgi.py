@@ -19,13 +19,12 @@ log.  A health check that connects and closes, and a front end that goes
 away mid-response, are logged at debug level only.
 """
 
-from gateways.environ import build_environ, normalize_mount
 from gateways.protocol import ProtocolError
 from gateways.protocol.scgi import Body as BodyEvent
 from gateways.protocol.scgi import EndOfBody, Request, SCGIRequestParser
-from gateways.response import ClientDisconnected, FileWrapper
-from gateways.response import run as run_app
-from gateways.server.body import Body, BodyTooLarge, check_length, rejection
+from gateways.response import ClientDisconnected
+from gateways.server.body import rejection
+from gateways.server.handler import BaseHandler
 from gateways.server.workers import TICK
 
 RECV_SIZE = 65536
@@ -53,30 +52,13 @@ class Transport:
         self.broken = True  # the close that follows tells the front end
 
 
-class ConnectionHandler:
+class ConnectionHandler(BaseHandler):
     """Serves SCGI connections for one worker thread, one at a time."""
 
-    def __init__(self, app, config, log, errors, multiprocess, state):
-        self.app = app
-        self.log = log
-        self.errors = errors
-        self.state = state
-        self.debug = config.debug
-        self.mount = normalize_mount(config.script_name)
-        self.multithread = config.threads > 1
-        self.multiprocess = multiprocess
-        self.read_timeout = config.read_timeout
-        self.max_body = config.max_body
-        self.spool_threshold = config.spool_threshold
-        self.max_header_size = config.max_header_size
-        self.max_params = config.max_params
+    gateway = "SCGI"
 
-    def __call__(self, sock, address):
-        parser = SCGIRequestParser(self.max_header_size, self.max_params)
-        try:
-            self._serve(sock, parser, self.state)
-        finally:
-            self.state.end()  # no-op unless the connection broke mid-request
+    def serve(self, sock, address):
+        self._serve(sock, SCGIRequestParser(self.max_header_size, self.max_params), self.state)
 
     def _serve(self, sock, parser, state):
         recv = sock.recv
@@ -114,21 +96,14 @@ class ConnectionHandler:
             for event in events:
                 kind = type(event)
                 if kind is BodyEvent:
-                    if reject is None:
-                        try:
-                            body.add(event.data)
-                        except BodyTooLarge:
-                            reject = "413 Content Too Large"
-                            body.close()
+                    reject = self.collect(body, event.data, reject)
                 elif kind is Request:
-                    state.begin()
                     params = event.params
-                    body = Body(self.spool_threshold, self.max_body)
-                    reject = check_length(params.get("CONTENT_LENGTH"), self.max_body)
+                    body, reject = self.begin(params)
                 elif kind is EndOfBody:
                     transport = Transport(sock)
                     if reject is None:
-                        self._respond(transport, params, body)
+                        self.run_request(params, body, self.errors, transport)
                     else:
                         try:
                             transport.send(rejection(reject))
@@ -138,23 +113,6 @@ class ConnectionHandler:
                     return
             if not data:
                 return
-
-    def _respond(self, transport, params, body):
-        environ = build_environ(
-            params, body.stream(), self.errors, multithread=self.multithread,
-            multiprocess=self.multiprocess, run_once=False, gateway="SCGI",
-            mount=self.mount, file_wrapper=FileWrapper)
-        run_app(self.app, environ, transport, self.debug)
-        body.close()
-
-
-def handler_factory(app, config, log, errors, multiprocess):
-    """What the worker engine calls once per thread to get its handler."""
-
-    def make_handler(state):
-        return ConnectionHandler(app, config, log, errors, multiprocess, state)
-
-    return make_handler
 
 
 def serve(app, **options):

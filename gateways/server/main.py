@@ -1,7 +1,7 @@
 """Start a FastCGI or SCGI server: settings -> listeners -> master -> workers.
 
 The protocol modules (:mod:`gateways.fastcgi`, :mod:`gateways.scgi`) each
-provide ``handler_factory(app, config, log, errors, multiprocess)``; this
+provide a ``ConnectionHandler`` (:class:`gateways.server.handler.BaseHandler`); this
 module wires one of them to the listeners and the worker engine.  It is the
 only place that knows all three rooms.
 """
@@ -42,7 +42,7 @@ def run_server(command, app, config):
                 if config.debug:
                     log.error("traceback of the load failure:", exc_info=True)
                 raise
-        return module.handler_factory(application, config, log, errors, multiprocess)
+        return module.ConnectionHandler.factory(application, config, log, errors, multiprocess)
 
     master = Master(listeners, boot, processes=config.processes, threads=config.threads,
                     timeout=config.timeout, graceful_timeout=config.graceful_timeout,

@@ -1,0 +1,87 @@
+"""What the FastCGI and SCGI connection handlers share.
+
+A handler serves the connections one worker thread accepts, one at a time;
+a protocol subclass implements :meth:`BaseHandler.serve` with its sans-IO
+core.  Everything about the WSGI request itself lives here, once: the
+settings read per thread, the body collection with ``--max-body``, and the
+request run through :func:`gateways.environ.build_environ` and
+:func:`gateways.response.run`.
+"""
+
+from gateways.environ import build_environ, normalize_mount
+from gateways.response import FileWrapper
+from gateways.response import run as run_app
+from gateways.server.body import Body, BodyTooLarge, check_length
+
+TOO_LARGE = "413 Content Too Large"
+
+
+class BaseHandler:
+    """Per-thread handler; subclasses set ``gateway`` and implement ``serve``."""
+
+    gateway = None
+
+    def __init__(self, app, config, log, errors, multiprocess, state):
+        self.app = app
+        self.log = log
+        self.errors = errors  # the server's log stream, for wsgi.errors where needed
+        self.state = state
+        self.debug = config.debug
+        self.mount = normalize_mount(config.script_name)
+        self.multithread = config.threads > 1
+        self.multiprocess = multiprocess
+        self.read_timeout = config.read_timeout
+        self.max_body = config.max_body
+        self.spool_threshold = config.spool_threshold
+        self.max_header_size = config.max_header_size
+        self.max_params = config.max_params
+        self.setup(config)
+
+    @classmethod
+    def factory(cls, app, config, log, errors, multiprocess):
+        """What the worker engine calls once per thread to get that thread's handler."""
+
+        def make_handler(state):
+            return cls(app, config, log, errors, multiprocess, state)
+
+        return make_handler
+
+    def setup(self, config):
+        """Read protocol-specific settings (subclass hook)."""
+
+    def __call__(self, sock, address):
+        try:
+            self.serve(sock, address)
+        finally:
+            self.state.end()  # a no-op unless the connection broke mid-request
+
+    def serve(self, sock, address):
+        raise NotImplementedError  # pragma: no cover - every protocol defines it
+
+    def begin(self, params):
+        """A request's meta-variables arrived: ``(body, rejection status or None)``."""
+        self.state.begin()
+        body = Body(self.spool_threshold, self.max_body)
+        return body, check_length(params.get("CONTENT_LENGTH"), self.max_body)
+
+    @staticmethod
+    def collect(body, data, reject):
+        """Add body bytes unless the request is already refused; the new refusal."""
+        if reject is None:
+            try:
+                body.add(data)
+            except BodyTooLarge:
+                body.close()
+                return TOO_LARGE
+        return reject
+
+    def run_request(self, params, body, errors, transport):
+        """Build the environ and run the application for one request."""
+        environ = build_environ(
+            params, body.stream(), errors, multithread=self.multithread,
+            multiprocess=self.multiprocess, run_once=False, gateway=self.gateway,
+            mount=self.mount, file_wrapper=FileWrapper)
+        try:
+            run_app(self.app, environ, transport, self.debug)
+        finally:
+            body.close()
