@@ -30,74 +30,9 @@ What it does beyond the WSGI core:
 import os
 import sys
 
-from gateways.environ import build_environ, decode_environ, normalize_mount
+from gateways.environ import LimitedInput, build_environ, decode_environ, normalize_mount
 from gateways.response import ClientDisconnected, FileWrapper, simple_response
 from gateways.response import run as run_app
-
-BLOCK = 65536
-
-
-class CGIInput:
-    """``wsgi.input`` over stdin, never past ``CONTENT_LENGTH`` (RFC 3875 §4.2).
-
-    ``length`` is the byte count, or ``None`` to read to the end of the stream
-    (a body without ``CONTENT_LENGTH``).
-    """
-
-    __slots__ = ("stream", "remaining")
-
-    def __init__(self, stream, length):
-        self.stream = stream
-        self.remaining = length
-
-    def _limit(self, size):
-        if self.remaining is None:
-            return size if size is not None and size >= 0 else -1
-        if size is None or size < 0 or size > self.remaining:
-            return self.remaining
-        return size
-
-    def read(self, size=-1):
-        size = self._limit(size)
-        if size == 0:
-            return b""
-        data = self.stream.read(size)
-        if self.remaining is not None:
-            # A blocking read returns short only at the end of the stream.
-            self.remaining = self.remaining - len(data) if len(data) == size else 0
-        return data
-
-    def readline(self, size=-1):
-        size = self._limit(size)
-        if size == 0:
-            return b""
-        data = self.stream.readline(size)
-        if self.remaining is not None:
-            if len(data) < size and not data.endswith(b"\n"):
-                self.remaining = 0  # the stream ended early
-            else:
-                self.remaining -= len(data)
-        return data
-
-    def readlines(self, hint=-1):
-        lines = []
-        total = 0
-        while True:
-            line = self.readline()
-            if not line:
-                return lines
-            lines.append(line)
-            total += len(line)
-            if 0 < hint <= total:
-                return lines
-
-    def __iter__(self):
-        return iter(self.readline, b"")
-
-    def drain(self):
-        """Read and discard what the application left unread."""
-        while self.read(BLOCK):
-            pass
 
 
 class StdoutTransport:
@@ -147,7 +82,8 @@ def run(app, *, debug=None, script_name=None, iis=False, stdin=None, stdout=None
     """Handle the one request of this CGI process with ``app``.
 
     ``debug`` puts tracebacks in error pages (default: ``GATEWAYS_DEBUG``);
-    ``script_name`` forces the mount point; ``iis`` strips the SCRIPT_NAME
+    ``script_name`` forces the mount point (default: ``GATEWAYS_SCRIPT_NAME``,
+    which a web server can set with SetEnv); ``iis`` strips the SCRIPT_NAME
     that IIS repeats at the start of PATH_INFO.  ``stdin``/``stdout`` (binary)
     and ``stderr`` (text) and ``environ`` default to the process's own.
     Returns 0 when the response was complete, 1 when the application failed.
@@ -157,6 +93,8 @@ def run(app, *, debug=None, script_name=None, iis=False, stdin=None, stdout=None
     env = decode_environ(environ)
     if debug is None:
         debug = debug_from_env(env)
+    if script_name is None:
+        script_name = env.get("GATEWAYS_SCRIPT_NAME") or None
     stdin = stdin if stdin is not None else sys.stdin.buffer
     stdout = stdout if stdout is not None else sys.stdout.buffer
     errors = stderr if stderr is not None else sys.stderr
@@ -168,7 +106,7 @@ def run(app, *, debug=None, script_name=None, iis=False, stdin=None, stdout=None
         transport.finish(simple_response("400 Bad Request",
                                          b"Bad Request: invalid Content-Length\n"))
         return 1
-    wsgi_input = CGIInput(stdin, length)
+    wsgi_input = LimitedInput(stdin, length)
     environ = build_environ(
         env,
         wsgi_input,
@@ -202,6 +140,8 @@ def main(spec, *, app_dir=None, debug=None, script_name=None, iis=False):
     ``gateways cgi-script`` run.  When the application cannot be loaded the
     visitor gets a plain 500 page, the reason goes to the error log in one
     line (the traceback too in debug mode), and the exit status is 2.
+    Otherwise the exit status is 0, even when the application failed: the
+    error page was the answer, and the error log has the traceback.
     """
     from gateways.loader import AppLoadError, load_app
 
@@ -223,4 +163,5 @@ def main(spec, *, app_dir=None, debug=None, script_name=None, iis=False):
             except ClientDisconnected:
                 pass
         return 2
-    return run(app, debug=debug, script_name=script_name, iis=iis)
+    run(app, debug=debug, script_name=script_name, iis=iis)
+    return 0

@@ -7,6 +7,8 @@ Sub-commands::
     gateways run APP            CGI, FastCGI or standalone, as the environment says
     gateways fastcgi APP        FastCGI daemon or web-server-spawned responder
     gateways scgi APP           SCGI daemon
+    gateways conf SERVER GATEWAY     print a web-server config snippet
+    gateways cgi-script APP -o FILE  write a cgi-bin script
 
 The options come from :mod:`gateways.settings`.  ``gateways cgi`` is parsed
 without argparse: a CGI process pays for every import on every request.
@@ -115,6 +117,23 @@ def build_parser():
                                    default=None, help=help_text)
     assert {s.name for s in SETTINGS} <= {a.dest for p in parsers.values() for a in p._actions}
 
+    p = sub.add_parser("conf", help="print a web-server config snippet for a gateway",
+                       description="Print a config snippet for SERVER that sets up GATEWAY, "
+                       "filled with the values given.")
+    from gateways.confgen import add_arguments as conf_arguments
+
+    conf_arguments(p)
+
+    p = sub.add_parser("cgi-script", help="write a cgi-bin script that serves APP")
+    p.add_argument("app", metavar="APP", help="the WSGI application, as for 'gateways cgi'")
+    p.add_argument("-o", "--output", required=True, metavar="FILE",
+                   help="the script to write, e.g. cgi-bin/app.cgi")
+    p.add_argument("--python", metavar="PATH",
+                   help="interpreter for the shebang (default: this one)")
+    p.add_argument("--app-dir", metavar="DIR",
+                   help="directory put first on sys.path (default: the current directory)")
+    p.add_argument("--force", action="store_true", help="overwrite FILE if it exists")
+
     return parser
 
 
@@ -123,6 +142,14 @@ def _run_command(args):
 
     given = dict(vars(args))
     command = given.pop("command")
+    if command == "conf":
+        from gateways.confgen import run_cli
+
+        return run_cli(args)
+    if command == "cgi-script":
+        from gateways.cgiscript import write_script_cli
+
+        return write_script_cli(args)
     if command == "cgi":
         return _cmd_cgi(given)
     try:

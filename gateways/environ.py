@@ -175,3 +175,66 @@ def build_environ(
         env["wsgi.file_wrapper"] = file_wrapper
     env["gateways.gateway"] = gateway
     return env
+
+
+class LimitedInput:
+    """``wsgi.input`` over a stream, never past ``CONTENT_LENGTH`` (PEP 3333, RFC 3875 §4.2).
+
+    ``length`` is the byte count, or ``None`` to read to the end of the stream
+    (a body without ``CONTENT_LENGTH``).
+    """
+
+    __slots__ = ("stream", "remaining")
+
+    def __init__(self, stream, length):
+        self.stream = stream
+        self.remaining = length
+
+    def _limit(self, size):
+        if self.remaining is None:
+            return size if size is not None and size >= 0 else -1
+        if size is None or size < 0 or size > self.remaining:
+            return self.remaining
+        return size
+
+    def read(self, size=-1):
+        size = self._limit(size)
+        if size == 0:
+            return b""
+        data = self.stream.read(size)
+        if self.remaining is not None:
+            # A blocking read returns short only at the end of the stream.
+            self.remaining = self.remaining - len(data) if len(data) == size else 0
+        return data
+
+    def readline(self, size=-1):
+        size = self._limit(size)
+        if size == 0:
+            return b""
+        data = self.stream.readline(size)
+        if self.remaining is not None:
+            if len(data) < size and not data.endswith(b"\n"):
+                self.remaining = 0  # the stream ended early
+            else:
+                self.remaining -= len(data)
+        return data
+
+    def readlines(self, hint=-1):
+        lines = []
+        total = 0
+        while True:
+            line = self.readline()
+            if not line:
+                return lines
+            lines.append(line)
+            total += len(line)
+            if 0 < hint <= total:
+                return lines
+
+    def __iter__(self):
+        return iter(self.readline, b"")
+
+    def drain(self):
+        """Read and discard what the application left unread."""
+        while self.read(65536):
+            pass

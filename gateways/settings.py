@@ -158,7 +158,7 @@ SETTINGS = (
             "Mount point of the application: SCRIPT_NAME is PREFIX and PATH_INFO the rest "
             "of the request path, whatever the front end says. '/' mounts at the root. "
             "Needed behind Apache mod_proxy_scgi and mod_proxy_fcgi, which send the whole "
-            "path as SCRIPT_NAME."),
+            "path as SCRIPT_NAME.", env="GATEWAYS_SCRIPT_NAME"),
     Setting("debug", "--debug", APP_COMMANDS, flag_value, False, None,
             "Show tracebacks in error pages (never use in production) and print the "
             "traceback of start-up errors. 'serve' turns on werkzeug's interactive "
@@ -294,7 +294,8 @@ def rst_options(command):
         if default not in (None, False):
             text += " Default: ``%s``." % (default,)
         if setting.env:
-            text += " Environment: ``%s=1``." % setting.env
+            text += " Environment: ``%s=%s``." % (setting.env,
+                                                  "1" if setting.flag_only else setting.metavar)
         lines.append("``%s``" % head)
         lines.append("    %s" % text)
     return "\n".join(lines) + "\n"

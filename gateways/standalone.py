@@ -14,7 +14,8 @@ import ipaddress
 import socket
 import sys
 
-from gateways.environ import fix_paths, normalize_mount
+from gateways.environ import DROPPED, LimitedInput, fix_paths, normalize_mount
+from gateways.response import FileWrapper
 from gateways.settings import ConfigError
 
 GATEWAY_NAME = "standalone HTTP (werkzeug)"
@@ -31,10 +32,26 @@ def is_loopback(host):
 
 
 def wrap(app, mount=None):
-    """Name the gateway in the environ and apply ``--script-name``."""
+    """Name the gateway, make the environ PEP 3333-clean, apply ``--script-name``.
+
+    werkzeug offers no ``wsgi.file_wrapper``, passes a ``Proxy:`` header on as ``HTTP_PROXY``
+    (httpoxy), puts ``REMOTE_PORT`` in the environ as an int (PEP 3333 wants
+    every CGI variable as a str) and lets ``wsgi.input`` read past
+    CONTENT_LENGTH into the socket, where a read blocks.
+    """
 
     def standalone_app(environ, start_response):
         environ["gateways.gateway"] = GATEWAY_NAME
+        environ.setdefault("wsgi.file_wrapper", FileWrapper)
+        for key in DROPPED:  # httpoxy, as in every gateway
+            environ.pop(key, None)
+        for key, value in environ.items():
+            if value.__class__ is not str and "." not in key:
+                environ[key] = str(value)
+        length = environ.get("CONTENT_LENGTH")
+        if length and length.isdigit() and not environ.get("wsgi.input_terminated"):
+            # werkzeug hands over the raw socket: reading past the body would block.
+            environ["wsgi.input"] = LimitedInput(environ["wsgi.input"], int(length))
         if mount is not None:
             fix_paths(environ, mount)
         return app(environ, start_response)

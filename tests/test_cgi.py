@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from gateways.cgi import CGIInput, run
+from gateways.cgi import run
+from gateways.environ import LimitedInput
 
 APPS = Path(__file__).parent / "apps"
 sys.path.insert(0, str(APPS))
@@ -136,16 +137,16 @@ def test_multiple_set_cookie_and_204():
     assert status == "Status: 204 No Content" and body == b""
 
 
-def test_cgi_input_limits():
-    stream = CGIInput(io.BytesIO(b"abc\ndef\nghi"), 6)
+def test_limited_input():
+    stream = LimitedInput(io.BytesIO(b"abc\ndef\nghi"), 6)
     assert stream.readline() == b"abc\n"
     assert stream.readline(10) == b"de"
     assert stream.read(5) == b""
-    stream = CGIInput(io.BytesIO(b"ab"), 10)  # the stream ends early
+    stream = LimitedInput(io.BytesIO(b"ab"), 10)  # the stream ends early
     assert stream.read(5) == b"ab"
     assert stream.read(5) == b""
     assert stream.remaining == 0
-    assert CGIInput(io.BytesIO(b"a\nb\n"), 4).readlines() == [b"a\n", b"b\n"]
+    assert LimitedInput(io.BytesIO(b"a\nb\n"), 4).readlines() == [b"a\n", b"b\n"]
 
 
 # -- a real CGI process ------------------------------------------------------------

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 import requests
+
 import webservers
 from webservers import (
     ServerStartError,

@@ -1,0 +1,296 @@
+"""Web-server config snippets: ``gateways conf SERVER GATEWAY``.
+
+Every snippet is a template under ``gateways/conf_templates/SERVER/``, filled
+from a handful of values (the application, the mount point, the socket, the
+interpreter...).  The daemon command lines inside the snippets are built
+from the settings table (:mod:`gateways.settings`), so a snippet never names
+an option the CLI does not have.  The files under ``conf/`` in the source
+tree are this module's output for the sample values in :data:`SAMPLE`
+(``scripts/update-conf`` writes them; a test keeps them in sync), and the
+test suite runs every snippet in the real server.
+
+Template syntax, deliberately tiny:
+
+``{{name}}``
+    a value (an unknown name is an error, never left in the output);
+``#?flag text``
+    the line ``text`` is kept only when ``flag`` holds: ``root`` (mounted
+    at ``/``), ``prefix`` (mounted below it), ``unix`` or ``tcp`` (the kind
+    of ``--bind``).  ``#?!flag`` keeps a line when the flag does not hold.
+"""
+
+import os
+import re
+import shlex
+import sys
+
+from gateways.settings import BY_NAME, ConfigError
+
+TEMPLATES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "conf_templates")
+
+# (server, gateway) -> what the snippet is for (the help text and the conf/ index).
+SNIPPETS = {
+    ("apache", "cgi"): "CGI with mod_cgid: ScriptAlias maps the mount point to the script",
+    ("apache", "cgi-htaccess"): "CGI from a directory (shared hosting .htaccess): "
+                                "Options +ExecCGI, AddHandler and a rewrite to the script",
+    ("apache", "fastcgi"): "FastCGI through mod_proxy_fcgi to a gateways daemon",
+    ("apache", "fcgid"): "FastCGI through mod_fcgid, which spawns gateways itself",
+    ("apache", "scgi"): "SCGI through mod_proxy_scgi to a gateways daemon",
+    ("apache", "proxy"): "HTTP reverse proxy to the standalone server",
+    ("apache", "balancer"): "scale-out: mod_proxy_balancer over FastCGI daemons on TCP",
+    ("lighttpd", "cgi"): "CGI with mod_cgi",
+    ("lighttpd", "fastcgi"): "FastCGI through mod_fastcgi to a gateways daemon",
+    ("lighttpd", "fastcgi-spawn"): "FastCGI through mod_fastcgi, which spawns gateways "
+                                   "(bin-path)",
+    ("lighttpd", "scgi"): "SCGI through mod_scgi to a gateways daemon",
+    ("lighttpd", "proxy"): "HTTP reverse proxy (mod_proxy) to the standalone server",
+    ("lighttpd", "balancer"): "scale-out: mod_fastcgi over several FastCGI daemons on TCP",
+    ("nginx", "fastcgi"): "FastCGI through fastcgi_pass to a gateways daemon",
+    ("nginx", "scgi"): "SCGI through scgi_pass to a gateways daemon",
+    ("nginx", "proxy"): "HTTP reverse proxy to the standalone server",
+    ("nginx", "balancer"): "scale-out: an upstream of several FastCGI daemons on TCP",
+    ("systemd", "socket"): "systemd socket unit: systemd listens, gateways is activated",
+    ("systemd", "service"): "systemd service unit for a gateways FastCGI daemon",
+}
+
+# Which gateway a snippet talks to (for the daemon command line it shows).
+PROTOCOL = {"fastcgi": "fastcgi", "fastcgi-spawn": "fastcgi", "fcgid": "fastcgi",
+            "balancer": "fastcgi", "scgi": "scgi", "socket": "fastcgi", "service": "fastcgi"}
+
+# The values the committed files under conf/ are rendered with.
+SAMPLE = {
+    "app": "myapp:application",
+    "app_dir": "/srv/myapp",
+    "prefix": "/app",
+    "python": "/srv/myapp/venv/bin/python3",
+    "bind": None,  # per gateway, see default_bind()
+    "processes": 2,
+    "threads": 8,
+    "socket_group": "www-data",
+    "user": "www-data",
+    "script": "/usr/lib/cgi-bin/myapp.cgi",
+    "backends": "127.0.0.1:9001,127.0.0.1:9002",
+}
+
+NGINX_SPLIT = "# --- inside your server { } block ---"
+
+
+def default_bind(gateway, name="myapp"):
+    """The sample socket of each gateway."""
+    if gateway == "scgi":
+        return "unix:/run/%s/scgi.sock" % name
+    if gateway == "proxy":
+        return "127.0.0.1:8000"
+    if gateway in ("fastcgi-spawn",):
+        return "unix:/run/lighttpd/%s-fastcgi.sock" % name
+    if gateway in ("fcgid", "cgi", "cgi-htaccess"):
+        return None
+    return "unix:/run/%s/fastcgi.sock" % name
+
+
+def _mount(prefix):
+    prefix = (prefix or "").strip().rstrip("/")
+    if prefix and not prefix.startswith("/"):
+        prefix = "/" + prefix
+    if any(c in prefix for c in " \t\"'{}$;#\\"):
+        raise ConfigError("--prefix %r: use a plain URL path such as /app" % prefix)
+    return prefix
+
+
+def _bind_values(bind):
+    values = {"socket_path": "", "host": "", "port": "", "bind": bind or ""}
+    flags = set()
+    if not bind:
+        return values, flags
+    from gateways.server.listen import parse_bind
+
+    address = parse_bind(bind)
+    if address.kind == "unix":
+        flags.add("unix")
+        values["socket_path"] = address.path
+        values["nginx_backend"] = "unix:" + address.path
+        values["apache_backend"] = "unix:%s|{scheme}://localhost/" % address.path
+        values["lighttpd_backend"] = '"socket" => "%s"' % address.path
+    elif address.kind == "tcp":
+        flags.add("tcp")
+        host = "[%s]" % address.host if ":" in address.host else address.host
+        values["host"], values["port"] = address.host, str(address.port)
+        values["nginx_backend"] = "%s:%d" % (host, address.port)
+        values["apache_backend"] = "{scheme}://%s:%d/" % (host, address.port)
+        values["lighttpd_backend"] = '"host" => "%s", "port" => %d' % (address.host,
+                                                                        address.port)
+    else:
+        raise ConfigError("--bind %s: a snippet needs unix:PATH or HOST:PORT" % bind)
+    return values, flags
+
+
+def _flag(name, value):
+    return "%s %s" % (BY_NAME[name].flag, shlex.quote(str(value)))
+
+
+def daemon_command(gateways, protocol, values, bind=True, mount=True):
+    """The ``gateways fastcgi|scgi APP ...`` line a snippet shows or runs."""
+    parts = [gateways, protocol, shlex.quote(values["app"])]
+    if values.get("app_dir"):
+        parts.append(_flag("app_dir", values["app_dir"]))
+    if bind and values.get("bind"):
+        parts.append(_flag("bind", values["bind"]))
+        if values.get("socket_path") and values.get("socket_group"):
+            parts.append(_flag("socket_group", values["socket_group"]))
+    if mount and values.get("script_name_option"):
+        parts.append(_flag("script_name", values["prefix"] or "/"))
+    parts.append(_flag("processes", values["processes"]))
+    parts.append(_flag("threads", values["threads"]))
+    return " ".join(parts)
+
+
+def values_for(server, gateway, **given):
+    """All template values and flags for one snippet, from ``given`` and SAMPLE."""
+    if (server, gateway) not in SNIPPETS:
+        raise ConfigError("no snippet for %s %s (choose from: %s)" % (
+            server, gateway, ", ".join("%s %s" % key for key in sorted(SNIPPETS))))
+    values = dict(SAMPLE)
+    values["bind"] = default_bind(gateway)
+    values.update({k: v for k, v in given.items() if v is not None})
+    values["prefix"] = _mount(values["prefix"])
+    prefix = values["prefix"]
+    flags = {"prefix" if prefix else "root"}
+    bind_values, bind_flags = _bind_values(values["bind"])
+    values.update(bind_values)
+    flags |= bind_flags
+    scheme = "scgi" if gateway == "scgi" else "fcgi"
+    if "apache_backend" in values:
+        values["apache_backend"] = values["apache_backend"].replace("{scheme}", scheme)
+    values["location"] = prefix or "/"
+    values["prefix_slash"] = prefix + "/"
+    values["prefix_regex"] = re.escape(prefix)
+    values["python"] = values["python"] or sys.executable
+    values["script_dir"], values["script_file"] = os.path.split(values["script"])
+    values["gateways"] = os.path.join(os.path.dirname(values["python"]), "gateways")
+    # Apache mod_proxy_scgi sends the whole path as SCRIPT_NAME and cannot be
+    # told otherwise: the daemon is given the mount point.
+    values["script_name_option"] = gateway == "scgi" and server == "apache"
+    protocol = PROTOCOL.get(gateway)
+    if protocol:
+        values["command"] = daemon_command(values["gateways"], protocol, values)
+        values["spawn_command"] = daemon_command(values["gateways"], protocol, values,
+                                                 bind=False)
+    if gateway == "balancer":
+        backends = [b.strip() for b in str(values["backends"]).split(",") if b.strip()]
+        values["backend_list"] = backends
+        values["web_server_addrs"] = "127.0.0.1"
+    return values, flags
+
+
+_VAR = re.compile(r"\{\{(\w+)\}\}")
+
+
+def fill(text, values, flags):
+    """Apply the template syntax (module docstring) to ``text``."""
+    out = []
+    for line in text.splitlines():
+        match = re.match(r"(\s*)#\?(!?)(\w+) ?(.*)$", line)
+        if match:
+            indent, negate, flag, rest = match.groups()
+            if (flag in flags) == (negate == ""):
+                out.append(indent + rest)
+            continue
+        out.append(line)
+    text = "\n".join(out) + "\n"
+
+    def value(match):
+        name = match.group(1)
+        if name not in values:
+            raise KeyError("template uses an unknown value {{%s}}" % name)
+        return str(values[name])
+
+    return _VAR.sub(value, text)
+
+
+def render(server, gateway, **given):
+    """The snippet for ``server`` and ``gateway`` (see ``gateways conf --help``)."""
+    values, flags = values_for(server, gateway, **given)
+    with open(os.path.join(TEMPLATES, server, gateway + ".conf")) as f:
+        text = f.read()
+    if gateway == "balancer":
+        text = _expand_backends(text, values)
+    return fill(text, values, flags)
+
+
+def _expand_backends(text, values):
+    """Repeat the lines marked ``#@backend`` once per backend HOST:PORT."""
+    out = []
+    for line in text.splitlines():
+        if "#@backend" not in line:
+            out.append(line)
+            continue
+        line = line.replace("#@backend", "").rstrip()
+        for number, backend in enumerate(values["backend_list"], 1):
+            host, _, port = backend.rpartition(":")
+            out.append(line.replace("{{backend}}", backend).replace("{{backend_host}}", host)
+                       .replace("{{backend_port}}", port).replace("{{n}}", str(number)))
+    return "\n".join(out) + "\n"
+
+
+def split_nginx(text):
+    """An nginx snippet's ``(http-level part, server-level part)``."""
+    head, sep, tail = text.partition(NGINX_SPLIT)
+    return (head, tail) if sep else ("", text)
+
+
+def sample_files():
+    """``{relative path under conf/: text}`` for the committed samples."""
+    files = {}
+    for server, gateway in sorted(SNIPPETS):
+        name = {"socket": "myapp-fastcgi.socket", "service": "myapp-fastcgi.service"}.get(
+            gateway, gateway + ".conf")
+        if gateway == "cgi-htaccess":
+            name = "cgi.htaccess"
+        files["%s/%s" % (server, name)] = render(server, gateway)
+    return files
+
+
+# -- command line -------------------------------------------------------------------
+
+
+def add_arguments(parser):
+    """The arguments of ``gateways conf``."""
+    servers = sorted({s for s, _ in SNIPPETS})
+    gateways = sorted({g for _, g in SNIPPETS})
+    parser.add_argument("server", metavar="SERVER", choices=servers,
+                        help="the web server: %s" % ", ".join(servers))
+    parser.add_argument("gateway", metavar="GATEWAY",
+                        help="what the snippet sets up: %s" % ", ".join(gateways))
+    parser.add_argument("--app", help="the WSGI application (default: %s)" % SAMPLE["app"])
+    parser.add_argument("--app-dir", help="directory of the application's code "
+                        "(default: %s)" % SAMPLE["app_dir"])
+    parser.add_argument("--prefix", help="mount point, '/' for the root "
+                        "(default: %s)" % SAMPLE["prefix"])
+    parser.add_argument("--bind", help="the gateway's socket: unix:PATH or HOST:PORT")
+    parser.add_argument("--python", help="interpreter that can import gateways and the "
+                        "application (default: %s)" % SAMPLE["python"])
+    parser.add_argument("--processes", type=int, help="worker processes (default: %d)"
+                        % SAMPLE["processes"])
+    parser.add_argument("--threads", type=int, help="threads per process (default: %d)"
+                        % SAMPLE["threads"])
+    parser.add_argument("--socket-group", help="group of the unix socket, the web server's "
+                        "(default: %s)" % SAMPLE["socket_group"])
+    parser.add_argument("--user", help="systemd: the user the daemon runs as "
+                        "(default: %s)" % SAMPLE["user"])
+    parser.add_argument("--script", help="CGI: path of the cgi-bin script "
+                        "(default: %s)" % SAMPLE["script"])
+    parser.add_argument("--backends", help="balancer: comma-separated HOST:PORT of the "
+                        "FastCGI daemons (default: %s)" % SAMPLE["backends"])
+
+
+def run_cli(args):
+    """``gateways conf``: print the snippet; exit 2 with one line on a bad value."""
+    given = {k: getattr(args, k) for k in ("app", "app_dir", "prefix", "bind", "python",
+                                           "processes", "threads", "socket_group", "user",
+                                           "script", "backends")}
+    try:
+        sys.stdout.write(render(args.server, args.gateway, **given))
+    except ConfigError as exc:
+        sys.stderr.write("gateways: error: %s\n" % exc)
+        return 2
+    return 0

@@ -1,0 +1,110 @@
+"""CGI (RFC 3875) through real Apache httpd (mod_cgid) and lighttpd (mod_cgi).
+
+The servers are configured with the snippets `gateways conf` prints, and the
+script is the one `gateways cgi-script` writes; each server starts once per
+module, with the application mounted at /app and at the root.
+"""
+
+import pytest
+import requests
+
+from gateways.cgiscript import write_script
+from gateways.confgen import render
+
+import webservers
+from behaviour import Front, FrontBehaviour, get_json
+
+pytestmark = pytest.mark.servers
+
+
+@pytest.fixture(scope="module")
+def cgi_dir(server_python, app_dir):
+    directory = webservers.public_dir("gw-cgi-")
+    for name in ("app.cgi", "root.cgi"):
+        write_script(str(directory / name), "probe:application", server_python, str(app_dir))
+    yield directory
+    webservers.shutil.rmtree(directory, ignore_errors=True)
+
+
+def _apache_snippets(cgi_dir, app_dir, python):
+    common = dict(app="probe:application", app_dir=str(app_dir), python=python)
+    # /app first: the root mount would otherwise catch /app too.
+    return "\n".join([render("apache", "cgi", prefix="/app", script=str(cgi_dir / "app.cgi"),
+                             **common),
+                      render("apache", "cgi", prefix="/", script=str(cgi_dir / "root.cgi"),
+                             **common)])
+
+
+@pytest.fixture(scope="module")
+def apache(cgi_dir, app_dir, server_python):
+    server = webservers.start_apache(_apache_snippets(cgi_dir, app_dir, server_python),
+                                     modules=("cgid",))
+    yield server
+    server.close()
+
+
+def _lighttpd(prefix, script, app_dir, python):
+    # lighttpd takes one cgi.assign per config: one server per mount point.
+    return webservers.start_lighttpd(render("lighttpd", "cgi", prefix=prefix, script=str(script),
+                                            app="probe:application", app_dir=str(app_dir),
+                                            python=python))
+
+
+@pytest.fixture(scope="module")
+def lighttpd(cgi_dir, app_dir, server_python):
+    server = _lighttpd("/app", cgi_dir / "app.cgi", app_dir, server_python)
+    yield server
+    server.close()
+
+
+@pytest.fixture(scope="module")
+def lighttpd_root(cgi_dir, app_dir, server_python):
+    server = _lighttpd("/", cgi_dir / "root.cgi", app_dir, server_python)
+    yield server
+    server.close()
+
+
+class TestApacheCGIAtPrefix(FrontBehaviour):
+    @pytest.fixture(scope="class")
+    @classmethod
+    def front(cls, apache):
+        return Front(apache.url(), "/app", apache, streams=True)
+
+
+class TestApacheCGIAtRoot(FrontBehaviour):
+    @pytest.fixture(scope="class")
+    @classmethod
+    def front(cls, apache):
+        return Front(apache.url(), "", apache, streams=True)
+
+
+class TestLighttpdCGIAtPrefix(FrontBehaviour):
+    @pytest.fixture(scope="class")
+    @classmethod
+    def front(cls, lighttpd):
+        return Front(lighttpd.url(), "/app", lighttpd, streams=True)
+
+
+class TestLighttpdCGIAtRoot(FrontBehaviour):
+    @pytest.fixture(scope="class")
+    @classmethod
+    def front(cls, lighttpd_root):
+        return Front(lighttpd_root.url(), "", lighttpd_root, streams=True)
+
+
+@pytest.mark.parametrize("server", ["apache", "lighttpd"])
+def test_cgi_flags_and_gateway_name(server, request):
+    front = request.getfixturevalue(server)
+    data = get_json(Front(front.url(), "/app"), "/echo")
+    assert data["gateway"] == "CGI"
+    assert (data["multithread"], data["multiprocess"], data["run_once"]) == (False, True, True)
+
+
+@pytest.mark.parametrize("server", ["apache", "lighttpd"])
+def test_traceback_reaches_the_error_log(server, request):
+    running = request.getfixturevalue(server)
+    assert requests.get(running.url("/app/error"), timeout=30).status_code == 500
+    # lighttpd sends CGI stderr to server.breakagelog, else to its own stderr.
+    log = running.error_log_text() + running.output_text()
+    assert "SECRET-MARKER" in log
+    assert "Traceback" in log

@@ -1,0 +1,834 @@
+"""The sans-IO FastCGI core: every input fed whole, byte by byte and in random chunks.
+
+Requests are built with the independent encoder of ``tests/fcgi_client.py``,
+so an encoder bug in :mod:`gateways.protocol.fastcgi` cannot cancel out a
+decoder bug.  Spec sections are those of FastCGI 1.0 (§N).
+"""
+
+import random
+import struct
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from gateways.protocol import ProtocolError
+from gateways.protocol import fastcgi as core
+from gateways.protocol.fastcgi import (
+    Abort,
+    BadBeginRequest,
+    Connection,
+    DuplicateBeginRequest,
+    FastCGIError,
+    MalformedParams,
+    ManagementRecordForRequest,
+    ParamsTooLarge,
+    Request,
+    Stdin,
+    StdinBeforeParams,
+    StdinEnd,
+    StreamAfterEnd,
+    TooManyParams,
+    UnexpectedRecordType,
+    UnknownRecordType,
+    UnsupportedVersion,
+)
+
+import fcgi_client as fc
+from fcgi_client import abort, begin_request, build_request, encode_pairs, parse_records, record
+
+ERRORS = [
+    UnsupportedVersion, UnexpectedRecordType, UnknownRecordType, BadBeginRequest,
+    DuplicateBeginRequest, ManagementRecordForRequest, MalformedParams, ParamsTooLarge,
+    TooManyParams, StreamAfterEnd, StdinBeforeParams,
+]
+
+GET = {"REQUEST_METHOD": "GET", "PATH_INFO": "/x", "QUERY_STRING": "a=1"}
+
+
+# -- helpers ------------------------------------------------------------------------------
+
+
+def splits(data, seeds=6, byte_by_byte=True):
+    """(label, chunks): whole, byte by byte, and random chunks (some empty) for a few seeds."""
+    yield "whole", [data]
+    if byte_by_byte:
+        yield "bytes", [data[i:i + 1] for i in range(len(data))]
+    sizes = (0, 1, 2, 3, 7, 8, 9, 16, 64, 300, 4096, 70000)
+    for seed in range(seeds):
+        rng, chunks, at = random.Random(seed), [], 0
+        while at < len(data):
+            size = rng.choice(sizes)
+            chunks.append(data[at:at + size])
+            at += size
+        yield "seed %d" % seed, chunks
+
+
+def feed_all(conn, chunks):
+    events = []
+    for chunk in chunks:
+        events += conn.feed(chunk)
+    return events
+
+
+def merged(events):
+    """Events with consecutive Stdin pieces of one request joined, so any split compares equal."""
+    out = []
+    for event in events:
+        if (type(event) is Stdin and out and type(out[-1]) is Stdin
+                and out[-1].request_id == event.request_id):
+            out[-1] = Stdin(event.request_id, out[-1].data + event.data)
+        else:
+            out.append(event)
+    return out
+
+
+def run(data, byte_by_byte=True, **options):
+    """Feed ``data`` in every split: ``(events, outgoing, connection)``, the same for all.
+
+    The connection returned is the one fed whole.  No split leaves bytes of
+    an incomplete record behind.
+    """
+    expected = first = None
+    for label, chunks in splits(data, byte_by_byte=byte_by_byte):
+        conn = Connection(**options)
+        events = feed_all(conn, chunks)
+        assert all(type(e.data) is bytes and e.data for e in events if type(e) is Stdin), label
+        result = (merged(events), conn.outgoing, conn.should_close, conn.request_id,
+                  conn.body_complete, conn.mid_record)
+        assert not conn.mid_record, label
+        if expected is None:
+            expected, first = result, conn
+        assert result == expected, label
+    return expected[0], expected[1], first
+
+
+def check_invalid(data, error, byte_by_byte=True, **options):
+    """Every split raises exactly ``error`` while feeding."""
+    for label, chunks in splits(data, byte_by_byte=byte_by_byte):
+        conn = Connection(**options)
+        with pytest.raises(ProtocolError) as info:
+            feed_all(conn, chunks)
+        assert type(info.value) is error, (label, info.value)
+        assert str(info.value) and info.value.reason == str(info.value)
+
+
+def end_request(rid, protocol_status, app_status=0):
+    return record(fc.END_REQUEST, rid, struct.pack(">IB3x", app_status, protocol_status))
+
+
+def active(params=GET, rid=1, keep_conn=False):
+    """BEGIN_REQUEST and the whole PARAMS stream: a request whose body is still to come."""
+    return (begin_request(rid, keep_conn=keep_conn)
+            + fc.stream(fc.PARAMS, rid, encode_pairs(params)))
+
+
+def stdin_end(rid=1):
+    return record(fc.STDIN, rid)
+
+
+# -- requests -----------------------------------------------------------------------------
+
+
+def test_minimal_request():
+    events, outgoing, conn = run(build_request(GET))
+    assert events == [Request(1, GET, False), StdinEnd(1)]
+    assert outgoing == b""
+    assert conn.request_id == 1 and conn.body_complete and not conn.should_close
+
+
+def test_empty_params_stream():
+    events, _, _ = run(begin_request(3) + record(fc.PARAMS, 3) + record(fc.STDIN, 3))
+    assert events == [Request(3, {}, False), StdinEnd(3)]
+
+
+def test_events_arrive_as_their_records_complete():
+    conn = Connection()
+    data = build_request(GET, b"body", stdin_record_size=2)
+    params_end = len(active(GET))
+    assert conn.feed(data[:params_end - 1]) == []
+    assert conn.mid_record and not conn.body_complete
+    assert conn.feed(data[params_end - 1:params_end]) == [Request(1, GET, False)]
+    assert not conn.mid_record
+    assert conn.feed(data[params_end:params_end + 10]) == [Stdin(1, b"bo")]
+    assert conn.feed(data[params_end + 10:]) == [Stdin(1, b"dy"), StdinEnd(1)]
+    assert conn.body_complete
+
+
+@pytest.mark.parametrize("record_size", [None, 1, 7, 8, 1000, 65535])
+def test_body(record_size):
+    body = bytes(range(256)) * (4 if record_size in (1, 7, 8) else 400)
+    events, _, _ = run(build_request(dict(GET, REQUEST_METHOD="POST"), body,
+                                     stdin_record_size=record_size),
+                       byte_by_byte=len(body) < 2000)
+    assert events == [Request(1, dict(GET, REQUEST_METHOD="POST"), False), Stdin(1, body),
+                      StdinEnd(1)]
+
+
+def test_large_body_in_full_records():
+    body = random.Random(1).randbytes(200000)
+    events, _, _ = run(build_request(GET, body), byte_by_byte=False)
+    assert events[1] == Stdin(1, body)
+
+
+@pytest.mark.parametrize("rid", [1, 2, 255, 256, 65535])
+def test_request_ids(rid):
+    events, _, conn = run(build_request(GET, b"x", request_id=rid))
+    assert events == [Request(rid, GET, False), Stdin(rid, b"x"), StdinEnd(rid)]
+    out = parse_records(conn.end_request(b"hi"))
+    assert {r[1] for r in out} == {rid}
+
+
+@pytest.mark.parametrize("keep_conn", [False, True])
+def test_keep_conn_and_should_close(keep_conn):
+    events, _, conn = run(build_request(GET, keep_conn=keep_conn))
+    assert events[0].keep_conn is keep_conn and conn.keep_conn is keep_conn
+    assert not conn.should_close  # not before the response ends
+    conn.end_request(b"Status: 200 OK\r\n\r\n")
+    assert conn.should_close is (not keep_conn)
+    assert conn.request_id == 0
+
+
+@pytest.mark.parametrize("flags", [0xFE, 0xFF])
+def test_keep_conn_flag_ignores_other_bits(flags):
+    conn = Connection()
+    [request, _] = conn.feed(begin_request(1, flags=flags) + record(fc.PARAMS, 1) + stdin_end())
+    assert request.keep_conn is bool(flags & 1)
+    conn.end_request()
+    assert conn.should_close is not request.keep_conn
+
+
+def test_sequential_requests_on_one_connection():
+    conn = Connection()
+    for rid, body in [(1, b"one"), (1, b""), (7, b"three" * 1000), (1, b"four")]:
+        events = feed_all(conn, [build_request(GET, body, request_id=rid, keep_conn=True)])
+        assert merged(events) == [Request(rid, GET, True)] + (
+            [Stdin(rid, body)] if body else []) + [StdinEnd(rid)]
+        out = parse_records(conn.end_request(b"answer %d" % rid))
+        assert out[-1] == (fc.END_REQUEST, rid, struct.pack(">IB3x", 0, fc.REQUEST_COMPLETE))
+        assert not conn.should_close and conn.request_id == 0
+    assert conn.outgoing == b""
+
+
+def test_request_pipelined_after_the_previous_end_in_one_chunk():
+    """The web server may send the next request before reading our answer."""
+    conn = Connection()
+    first = build_request(GET, b"a", request_id=1, keep_conn=True)
+    assert conn.feed(first[:-3]) == [Request(1, GET, True), Stdin(1, b"a")]
+    assert conn.feed(first[-3:]) == [StdinEnd(1)]
+    conn.end_request()
+    second = build_request(GET, b"b", request_id=2, keep_conn=True)
+    assert conn.feed(second) == [Request(2, GET, True), Stdin(2, b"b"), StdinEnd(2)]
+
+
+# -- FCGI_PARAMS: pairs across records, lengths, padding, duplicates ----------------------------
+
+PAIRS = [("A", "1"), ("LONG_NAME_" + "N" * 140, "v"), ("V", "x" * 200), ("E", ""),
+         ("HTTP_X", "\xe9t\xe9")]
+
+
+def test_pairs_straddle_two_records_at_every_split_position():
+    block = encode_pairs(PAIRS)
+    expected = [Request(1, dict(PAIRS), False), StdinEnd(1)]
+    for at in range(len(block) + 1):
+        data = (begin_request(1) + record(fc.PARAMS, 1, block[:at])
+                + record(fc.PARAMS, 1, block[at:]) + record(fc.PARAMS, 1) + stdin_end())
+        if at in (0, len(block)):
+            # An empty PARAMS record ends the stream: here the first or second
+            # record is empty, so the stream ends early or has an extra record.
+            continue
+        conn = Connection()
+        assert feed_all(conn, [data]) == expected, at
+        conn = Connection()
+        assert feed_all(conn, [data[i:i + 5] for i in range(0, len(data), 5)]) == expected, at
+
+
+@pytest.mark.parametrize("size", [1, 2, 3, 4, 5, 7, 8, 9, 127, 128, 129, 1000])
+def test_pairs_in_records_of_any_size(size):
+    events, _, _ = run(build_request(PAIRS, params_record_size=size), byte_by_byte=size < 10)
+    assert events == [Request(1, dict(PAIRS), False), StdinEnd(1)]
+
+
+@pytest.mark.parametrize("size", [0, 1, 127, 128, 255, 256, 65535, 65536, 100000])
+def test_name_and_value_lengths(size):
+    name, value = "N" * max(size, 1), bytes(range(256)) * (size // 256) + bytes(size % 256)
+    pairs = [(name, value), ("SHORT", "s"), ("Z" * 3, value)]
+    block = encode_pairs(pairs)
+    length = fc.encode_length(size)
+    assert len(length) == (1 if size < 128 else 4)
+    assert length[0] & 0x80 == (0 if size < 128 else 0x80)
+    assert (int.from_bytes(length, "big") & 0x7FFFFFFF if size >= 128 else length[0]) == size
+    assert core.encode_pairs(pairs) == block  # the core's encoder agrees with ours
+    limit = 4 * size + 1000
+    expected = {name: value.decode("latin-1"), "SHORT": "s", "ZZZ": value.decode("latin-1")}
+    events, _, _ = run(build_request(pairs), byte_by_byte=size < 300,
+                       max_params_size=limit)
+    assert events == [Request(1, expected, False), StdinEnd(1)]
+    assert core.decode_pairs(block, 10) == expected
+
+
+def test_four_byte_length_for_a_short_item_is_accepted():
+    """§3.4 allows the 4-byte form for any length; the high bit marks it."""
+    block = b"\x80\x00\x00\x01\x80\x00\x00\x02" + b"Axy" + b"\x01\x00B"
+    events, _, _ = run(begin_request(1) + fc.stream(fc.PARAMS, 1, block) + stdin_end())
+    assert events[0].params == {"A": "xy", "B": ""}
+
+
+@pytest.mark.parametrize("padding", [0, 1, 7, 8, 255])
+def test_padding(padding):
+    data = build_request(PAIRS, b"body" * 10, params_record_size=50, stdin_record_size=13,
+                         padding=padding)
+    data += record(fc.GET_VALUES, 0, encode_pairs([("FCGI_MPXS_CONNS", "")]), padding)
+    events, outgoing, _ = run(data)
+    assert events == [Request(1, dict(PAIRS), False), Stdin(1, b"body" * 10), StdinEnd(1)]
+    assert parse_records(outgoing) == [
+        (fc.GET_VALUES_RESULT, 0, encode_pairs([("FCGI_MPXS_CONNS", "0")]))]
+
+
+def test_duplicate_names_are_joined():
+    pairs = [("HTTP_ACCEPT", "text/html"), ("HTTP_COOKIE", "a=1"), ("HTTP_ACCEPT", "*/*"),
+             ("HTTP_COOKIE", "b=2"), ("HTTP_COOKIE", "c=3"), ("HTTP_X_EMPTY", ""),
+             ("HTTP_X_EMPTY", "")]
+    events, _, _ = run(build_request(pairs, params_record_size=11))
+    assert events[0].params == {"HTTP_ACCEPT": "text/html, */*",
+                                "HTTP_COOKIE": "a=1; b=2; c=3", "HTTP_X_EMPTY": ", "}
+
+
+def test_names_and_values_are_latin1_code_points():
+    pairs = [(b"PATH_INFO", "/café/€".encode()), (b"HTTP_X_\xff\x80", bytes(range(256))),
+             (b"NUL\x00NAME", b"\x00")]
+    events, _, _ = run(build_request(pairs))
+    params = events[0].params
+    assert params["PATH_INFO"] == "/caf\xc3\xa9/\xe2\x82\xac"
+    assert params["PATH_INFO"].encode("latin-1").decode("utf-8") == "/café/€"
+    assert params["HTTP_X_\xff\x80"] == bytes(range(256)).decode("latin-1")
+    assert params["NUL\x00NAME"] == "\x00"
+    assert all(type(k) is str and type(v) is str for k, v in params.items())
+
+
+# -- limits -------------------------------------------------------------------------------
+
+
+def params_of_size(size):
+    """A PARAMS block of exactly ``size`` bytes (one pair named X)."""
+    block = encode_pairs([("X", "v" * (size - 3 if size < 131 else size - 6))])
+    assert len(block) == size
+    return block
+
+
+@pytest.mark.parametrize("limit", [10, 100, 65535, 65536, 100000])
+def test_params_size_limit(limit):
+    ok = begin_request(1) + fc.stream(fc.PARAMS, 1, params_of_size(limit), 1000) + stdin_end()
+    events, _, _ = run(ok, byte_by_byte=limit < 200, max_params_size=limit)
+    assert len(encode_pairs(events[0].params)) == limit
+    over = begin_request(1) + fc.stream(fc.PARAMS, 1, params_of_size(limit + 1), 1000)
+    check_invalid(over, ParamsTooLarge, byte_by_byte=limit < 200, max_params_size=limit)
+
+
+def test_params_size_limit_is_checked_before_the_stream_ends():
+    conn = Connection(max_params_size=1000)
+    conn.feed(begin_request(1) + record(fc.PARAMS, 1, b"\x01\x05A"))
+    with pytest.raises(ParamsTooLarge):
+        conn.feed(record(fc.PARAMS, 1, b"x" * 998))  # 1001 bytes, no end record yet
+
+
+@pytest.mark.parametrize("limit", [1, 2, 1000])
+def test_params_count_limit(limit):
+    pairs = [("H%d" % i, "v") for i in range(limit)]
+    events, _, _ = run(build_request(pairs), byte_by_byte=limit < 10, max_params=limit)
+    assert len(events[0].params) == limit
+    check_invalid(build_request(pairs + [("EXTRA", "")]), TooManyParams, byte_by_byte=False,
+                  max_params=limit)
+
+
+def test_params_count_limit_counts_repeated_names():
+    check_invalid(build_request([("A", "1")] * 3), TooManyParams, max_params=2)
+
+
+# -- FCGI_BEGIN_REQUEST: roles and multiplexing ------------------------------------------------
+
+
+@pytest.mark.parametrize("state", ["params", "stdin", "running"])
+@pytest.mark.parametrize("role", [fc.RESPONDER, fc.AUTHORIZER])
+def test_second_begin_request_is_refused_and_the_first_continues(state, role):
+    head = {"params": begin_request(1, keep_conn=True) + record(fc.PARAMS, 1, b"\x01\x01A"),
+            "stdin": active(GET, keep_conn=True) + record(fc.STDIN, 1, b"in"),
+            "running": active(GET, keep_conn=True) + record(fc.STDIN, 1, b"in") + stdin_end()}
+    intruder = (begin_request(2, role=role, keep_conn=False)
+                + fc.stream(fc.PARAMS, 2, encode_pairs(GET)) + record(fc.STDIN, 2, b"zz")
+                + stdin_end(2) + abort(2))
+    rest = {"params": record(fc.PARAMS, 1, b"1") + record(fc.PARAMS, 1)
+            + record(fc.STDIN, 1, b"in") + stdin_end(),
+            "stdin": stdin_end(), "running": b""}
+    events, outgoing, conn = run(head[state] + intruder + rest[state])
+    params = {"A": "1"} if state == "params" else GET
+    assert events == [Request(1, params, True), Stdin(1, b"in"), StdinEnd(1)]
+    assert outgoing == end_request(2, fc.CANT_MPX_CONN)
+    assert conn.request_id == 1 and not conn.should_close
+    out = parse_records(conn.end_request(b"done"))
+    assert {r[1] for r in out} == {1}
+
+
+@pytest.mark.parametrize("role", [0, fc.AUTHORIZER, fc.FILTER, 4, 0xFFFF])
+@pytest.mark.parametrize("keep_conn", [False, True])
+def test_unknown_role(role, keep_conn):
+    data = build_request(GET, b"body", role=role, keep_conn=keep_conn) + record(fc.DATA, 1, b"d")
+    events, outgoing, conn = run(data)
+    assert events == []
+    assert outgoing == end_request(1, fc.UNKNOWN_ROLE)
+    assert conn.request_id == 0
+    assert conn.should_close is (not keep_conn)
+    if keep_conn:  # the connection serves on
+        assert conn.feed(build_request(GET, request_id=1)) == [Request(1, GET, False),
+                                                                StdinEnd(1)]
+
+
+# -- management records -------------------------------------------------------------------------
+
+NAMES = ["FCGI_MAX_CONNS", "FCGI_MAX_REQS", "FCGI_MPXS_CONNS"]
+
+
+@pytest.mark.parametrize("asked", [
+    NAMES,
+    list(reversed(NAMES)),
+    ["FCGI_MPXS_CONNS"],
+    ["FCGI_MAX_REQS", "UNKNOWN", "fcgi_max_conns", "FCGI_MAX_CONNS"],
+    ["NOT_A_VALUE"],
+    [],
+])
+def test_get_values(asked):
+    data = record(fc.GET_VALUES, 0, encode_pairs([(name, "") for name in asked]))
+    events, outgoing, conn = run(data, max_conns=8, max_reqs=16)
+    truth = {"FCGI_MAX_CONNS": "8", "FCGI_MAX_REQS": "16", "FCGI_MPXS_CONNS": "0"}
+    assert events == [] and conn.request_id == 0 and not conn.should_close
+    [(rtype, rid, content)] = parse_records(outgoing)
+    assert (rtype, rid) == (fc.GET_VALUES_RESULT, 0)
+    assert fc.decode_pairs(content) == [
+        (name.encode(), truth[name].encode()) for name in asked if name in truth]
+
+
+def test_get_values_defaults_and_values_sent_with_the_names():
+    data = record(fc.GET_VALUES, 0, encode_pairs([("FCGI_MAX_CONNS", "999")]))
+    _, outgoing, _ = run(data)
+    assert parse_records(outgoing) == [
+        (fc.GET_VALUES_RESULT, 0, encode_pairs([("FCGI_MAX_CONNS", "1")]))]
+
+
+def test_get_values_in_the_middle_of_a_request():
+    data = (begin_request(1) + record(fc.PARAMS, 1, encode_pairs(GET)[:5])
+            + fc.get_values(["FCGI_MAX_REQS"])
+            + record(fc.PARAMS, 1, encode_pairs(GET)[5:]) + record(fc.PARAMS, 1)
+            + fc.get_values(["FCGI_MPXS_CONNS"]) + record(fc.STDIN, 1, b"x") + stdin_end())
+    events, outgoing, _ = run(data, max_reqs=3)
+    assert events == [Request(1, GET, False), Stdin(1, b"x"), StdinEnd(1)]
+    assert parse_records(outgoing) == [
+        (fc.GET_VALUES_RESULT, 0, encode_pairs([("FCGI_MAX_REQS", "3")])),
+        (fc.GET_VALUES_RESULT, 0, encode_pairs([("FCGI_MPXS_CONNS", "0")]))]
+
+
+@pytest.mark.parametrize("rtype", [0, 12, 13, 100, 255])
+def test_unknown_management_type(rtype):
+    data = record(rtype, 0, b"whatever") + record(rtype, 0) + build_request(GET)
+    events, outgoing, _ = run(data)
+    assert events == [Request(1, GET, False), StdinEnd(1)]  # not fatal
+    answer = record(fc.UNKNOWN_TYPE, 0, bytes((rtype,)) + bytes(7))
+    assert outgoing == answer + answer
+    assert parse_records(outgoing)[0][2][0] == rtype
+
+
+# -- inactive request ids -----------------------------------------------------------------------
+
+
+def foreign(rid):
+    """Request records for ``rid`` that must be ignored while ``rid`` is not active."""
+    return (record(fc.PARAMS, rid, encode_pairs(GET)) + record(fc.PARAMS, rid)
+            + record(fc.STDIN, rid, b"zz") + record(fc.STDIN, rid) + abort(rid)
+            + record(fc.DATA, rid, b"data") + record(fc.DATA, rid))
+
+
+def test_records_for_inactive_ids_are_ignored_when_idle():
+    events, outgoing, conn = run(foreign(5) + foreign(1) + build_request(GET, request_id=5))
+    assert events == [Request(5, GET, False), StdinEnd(5)]
+    assert outgoing == b"" and conn.request_id == 5
+
+
+def test_records_for_inactive_ids_are_ignored_during_a_request():
+    data = active() + foreign(2) + foreign(65535) + record(fc.STDIN, 1, b"in") + stdin_end()
+    events, outgoing, _ = run(data)
+    assert events == [Request(1, GET, False), Stdin(1, b"in"), StdinEnd(1)]
+    assert outgoing == b""
+
+
+def test_records_for_an_ended_request_are_ignored():
+    conn = Connection()
+    conn.feed(build_request(GET, keep_conn=True))
+    conn.end_request(b"x")
+    assert conn.feed(record(fc.STDIN, 1, b"late") + stdin_end() + abort(1)
+                     + record(fc.PARAMS, 1)) == []
+    assert conn.outgoing == b"" and conn.request_id == 0
+
+
+def test_data_records_of_the_active_request_are_ignored():
+    data = active() + record(fc.DATA, 1, b"file") + record(fc.DATA, 1) + stdin_end()
+    events, _, _ = run(data)
+    assert events == [Request(1, GET, False), StdinEnd(1)]
+
+
+# -- FCGI_ABORT_REQUEST -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("where", ["after begin", "mid params", "after params", "mid stdin",
+                                   "after stdin"])
+def test_abort_becomes_an_event(where):
+    parts = {
+        "after begin": begin_request(1, keep_conn=True),
+        "mid params": begin_request(1, keep_conn=True) + record(fc.PARAMS, 1, b"\x01\x01A"),
+        "after params": active(keep_conn=True),
+        "mid stdin": active(keep_conn=True) + record(fc.STDIN, 1, b"part"),
+        "after stdin": active(keep_conn=True) + record(fc.STDIN, 1, b"part") + stdin_end(),
+    }
+    events, outgoing, conn = run(parts[where] + abort(1))
+    assert events[-1] == Abort(1) and outgoing == b""
+    assert conn.request_id == 1  # the server ends it, with a real FCGI_END_REQUEST
+    out = parse_records(conn.end_request(b"", 1))
+    assert out == [(fc.STDOUT, 1, b""), (fc.END_REQUEST, 1, struct.pack(">IB3x", 1, 0))]
+    assert conn.request_id == 0 and not conn.should_close
+    # Whatever the web server still sends for the aborted request is ignored,
+    # and the connection takes the next request.
+    assert conn.feed(record(fc.STDIN, 1, b"late") + stdin_end() + build_request(GET)) == [
+        Request(1, GET, False), StdinEnd(1)]
+
+
+def test_abort_twice():
+    events, _, _ = run(active() + abort(1) + abort(1))
+    assert events[-2:] == [Abort(1), Abort(1)]
+
+
+# -- output ---------------------------------------------------------------------------------------
+
+
+def started(rid=1, keep_conn=False):
+    conn = Connection()
+    conn.feed(build_request(GET, request_id=rid, keep_conn=keep_conn))
+    return conn
+
+
+@pytest.mark.parametrize("app_status", [0, 1, 255, 2**31, 2**32 - 1])
+def test_end_request_without_stderr(app_status):
+    conn = started(9)
+    out = parse_records(conn.end_request(b"Status: 200 OK\r\n\r\nhi", app_status))
+    assert out == [(fc.STDOUT, 9, b"Status: 200 OK\r\n\r\nhi"), (fc.STDOUT, 9, b""),
+                   (fc.END_REQUEST, 9, struct.pack(">IB3x", app_status, fc.REQUEST_COMPLETE))]
+    assert fc.Response(out, 9).app_status == app_status
+
+
+def test_end_request_negative_app_status_wraps():
+    out = parse_records(started().end_request(b"", -1))
+    assert fc.end_request_body(out[-1][2]) == (2**32 - 1, 0)
+
+
+def test_end_request_with_empty_data():
+    assert parse_records(started().end_request()) == [
+        (fc.STDOUT, 1, b""), (fc.END_REQUEST, 1, struct.pack(">IB3x", 0, 0))]
+
+
+def test_end_request_after_stderr():
+    conn = started()
+    out = conn.stdout(b"Status: 200 OK\r\n\r\n") + conn.stderr(b"warning\n")
+    out += conn.stdout(b"body") + conn.stderr(b"more\n") + conn.end_request(b"!", 3)
+    assert parse_records(out) == [
+        (fc.STDOUT, 1, b"Status: 200 OK\r\n\r\n"), (fc.STDERR, 1, b"warning\n"),
+        (fc.STDOUT, 1, b"body"), (fc.STDERR, 1, b"more\n"), (fc.STDOUT, 1, b"!"),
+        (fc.STDOUT, 1, b""), (fc.STDERR, 1, b""),
+        (fc.END_REQUEST, 1, struct.pack(">IB3x", 3, 0))]
+    response = fc.Response(parse_records(out))
+    assert response.body == b"body!" and response.stderr == b"warning\nmore\n"
+    assert response.stdout_ended and response.stderr_ended
+
+
+def test_stderr_of_one_request_does_not_end_stderr_of_the_next():
+    conn = started(keep_conn=True)
+    conn.stderr(b"x")
+    conn.end_request()
+    conn.feed(build_request(GET, request_id=2))
+    assert parse_records(conn.end_request()) == [
+        (fc.STDOUT, 2, b""), (fc.END_REQUEST, 2, struct.pack(">IB3x", 0, 0))]
+
+
+@pytest.mark.parametrize("size", [1, 65534, 65535, 65536, 131070, 131071, 200000])
+@pytest.mark.parametrize("stream", ["stdout", "stderr", "end_request"])
+def test_output_is_split_into_records_of_at_most_65535_bytes(size, stream):
+    data = bytes(range(256)) * (size // 256) + bytes(size % 256)
+    conn = started()
+    out = parse_records(getattr(conn, stream)(data))
+    if stream == "end_request":
+        assert out[-2:] == [(fc.STDOUT, 1, b""), (fc.END_REQUEST, 1, bytes(8))]
+        out = out[:-2]
+    rtype = fc.STDERR if stream == "stderr" else fc.STDOUT
+    assert all(r[:2] == (rtype, 1) for r in out)
+    lengths = [len(r[2]) for r in out]
+    assert lengths == [65535] * (size // 65535) + ([size % 65535] if size % 65535 else [])
+    assert b"".join(r[2] for r in out) == data
+
+
+def test_output_accepts_memoryview_and_bytearray():
+    conn = started()
+    data = bytes(range(200)) * 700
+    assert conn.stdout(memoryview(data)) == conn.stdout(bytearray(data)) == conn.stdout(data)
+
+
+@pytest.mark.parametrize("stream", ["stdout", "stderr"])
+@pytest.mark.xfail(strict=True, reason="BUG: stdout(b'')/stderr(b'') return an empty record, "
+                   "which ends that stream (§3.3) in the middle of the response")
+def test_empty_output_is_no_record(stream):
+    conn = started()
+    assert getattr(conn, stream)(b"") == b""
+
+
+def test_core_encoders_agree_with_the_client():
+    assert core.record(fc.STDOUT, 3, b"abc") == record(fc.STDOUT, 3, b"abc")
+    data = bytes(200000)
+    assert core.stream_records(fc.STDIN, 2, data) + core.record(fc.STDIN, 2) == fc.stream(
+        fc.STDIN, 2, data)
+
+
+# -- events ---------------------------------------------------------------------------------------
+
+
+def test_events():
+    assert Request(1, {"A": "1"}, True) == Request(1, {"A": "1"}, True)
+    assert Request(1, {"A": "1"}, True) != Request(1, {"A": "1"}, False)
+    assert Stdin(1, b"x") != Stdin(2, b"x") and StdinEnd(1) != Abort(1)
+    assert Abort(3) == Abort(3) and StdinEnd(1) == StdinEnd(1)
+    assert repr(Stdin(1, b"x")) == "Stdin(request_id=1, data=b'x')"
+    assert repr(Abort(2)) == "Abort(request_id=2)"
+    with pytest.raises(AttributeError):
+        Stdin(1, b"x").other = 1  # slotted
+    with pytest.raises(TypeError):
+        hash(Abort(1))
+
+
+# -- invalid input --------------------------------------------------------------------------------
+
+
+def bad_version(version):
+    data = bytearray(record(fc.PARAMS, 1, b"x"))
+    data[0] = version
+    return bytes(data)
+
+
+INVALID = [
+    ("http request", b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", UnsupportedVersion),
+    ("http post", b"POST /x HTTP/1.0\r\nContent-Length: 0\r\n\r\n", UnsupportedVersion),
+    ("tls client hello", b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + bytes(40),
+     UnsupportedVersion),
+    ("garbage", b"\xde\xad\xbe\xef" * 8, UnsupportedVersion),
+    ("zeros", bytes(16), UnsupportedVersion),
+    ("version 0", bad_version(0), UnsupportedVersion),
+    ("version 2", bad_version(2), UnsupportedVersion),
+    ("version 2 after a request", build_request(GET, keep_conn=True) + bad_version(2),
+     UnsupportedVersion),
+    ("bad version mid-request", active() + bad_version(0x81), UnsupportedVersion),
+    ("STDOUT from the web server", active() + record(fc.STDOUT, 1, b"x"), UnexpectedRecordType),
+    ("empty STDOUT", active() + record(fc.STDOUT, 1), UnexpectedRecordType),
+    ("STDERR", active() + record(fc.STDERR, 1, b"x"), UnexpectedRecordType),
+    ("END_REQUEST", active() + end_request(1, 0), UnexpectedRecordType),
+    ("END_REQUEST idle", end_request(1, 0), UnexpectedRecordType),
+    ("STDOUT inactive id", record(fc.STDOUT, 4, b"x"), UnexpectedRecordType),
+    ("STDOUT id 0", record(fc.STDOUT, 0, b"x"), UnexpectedRecordType),
+    ("GET_VALUES_RESULT", record(fc.GET_VALUES_RESULT, 0), UnexpectedRecordType),
+    ("UNKNOWN_TYPE", record(fc.UNKNOWN_TYPE, 0, bytes(8)), UnexpectedRecordType),
+    ("UNKNOWN_TYPE for the request", active() + record(fc.UNKNOWN_TYPE, 1, bytes(8)),
+     UnexpectedRecordType),
+    ("unknown type for the request", active() + record(12, 1, b"x"), UnknownRecordType),
+    ("type 255 for the request", active() + record(255, 1), UnknownRecordType),
+    ("unknown type inactive id", record(12, 3, b"x"), UnknownRecordType),
+    ("BEGIN body of 7 bytes", record(fc.BEGIN_REQUEST, 1, bytes([0, 1, 1, 0, 0, 0, 0])),
+     BadBeginRequest),
+    ("BEGIN body of 9 bytes", record(fc.BEGIN_REQUEST, 1, bytes([0, 1, 1]) + bytes(6)),
+     BadBeginRequest),
+    ("BEGIN empty body", record(fc.BEGIN_REQUEST, 1), BadBeginRequest),
+    ("BEGIN of 7 bytes while active", active() + record(fc.BEGIN_REQUEST, 2, bytes(7)),
+     BadBeginRequest),
+    ("BEGIN id 0", begin_request(0), BadBeginRequest),
+    ("BEGIN id 0 while active", active() + begin_request(0), BadBeginRequest),
+    ("duplicate BEGIN", begin_request(1) + begin_request(1), DuplicateBeginRequest),
+    ("duplicate BEGIN after params", active() + begin_request(1), DuplicateBeginRequest),
+    ("duplicate BEGIN running", active() + stdin_end() + begin_request(1, keep_conn=True),
+     DuplicateBeginRequest),
+    ("PARAMS id 0", record(fc.PARAMS, 0, encode_pairs(GET)), ManagementRecordForRequest),
+    ("STDIN id 0", active() + record(fc.STDIN, 0, b"x"), ManagementRecordForRequest),
+    ("ABORT id 0", active() + abort(0), ManagementRecordForRequest),
+    ("DATA id 0", record(fc.DATA, 0), ManagementRecordForRequest),
+    ("pair overruns the stream", begin_request(1) + fc.stream(fc.PARAMS, 1, b"\x01\x0aAshort"),
+     MalformedParams),
+    ("pair overruns by one", begin_request(1) + fc.stream(fc.PARAMS, 1, b"\x02\x02ABx"),
+     MalformedParams),
+    ("name length cut off", begin_request(1) + fc.stream(fc.PARAMS, 1, b"\x01\x01AB\x80\x00"),
+     MalformedParams),
+    ("value length missing", begin_request(1) + fc.stream(fc.PARAMS, 1, b"\x01\x01AB\x05"),
+     MalformedParams),
+    ("value length cut off", begin_request(1) + fc.stream(fc.PARAMS, 1, b"\x01\x80\x00\x00"),
+     MalformedParams),
+    ("huge length", begin_request(1) + fc.stream(fc.PARAMS, 1, b"\xff\xff\xff\xff\x00"),
+     MalformedParams),
+    ("GET_VALUES malformed", record(fc.GET_VALUES, 0, b"\x0e\x00FCGI_MAX"), MalformedParams),
+    ("PARAMS over 64 KiB", begin_request(1) + fc.stream(fc.PARAMS, 1, params_of_size(65537)),
+     ParamsTooLarge),
+    ("1001 params", build_request([("H%d" % i, "") for i in range(1001)]), TooManyParams),
+    ("GET_VALUES with 1001 names", fc.get_values(["N%d" % i for i in range(1001)]),
+     TooManyParams),
+    ("STDIN before PARAMS end", begin_request(1) + record(fc.PARAMS, 1, encode_pairs(GET))
+     + record(fc.STDIN, 1, b"x"), StdinBeforeParams),
+    ("empty STDIN before PARAMS end", begin_request(1) + stdin_end(), StdinBeforeParams),
+    ("PARAMS after its end", active() + record(fc.PARAMS, 1, b"\x01\x01AB"), StreamAfterEnd),
+    ("empty PARAMS after its end", active() + record(fc.PARAMS, 1), StreamAfterEnd),
+    ("STDIN after its end", active() + stdin_end() + record(fc.STDIN, 1, b"x"), StreamAfterEnd),
+    ("empty STDIN twice", active() + stdin_end() + stdin_end(), StreamAfterEnd),
+]
+
+
+@pytest.mark.parametrize(("data", "error"), [case[1:] for case in INVALID],
+                         ids=[case[0] for case in INVALID])
+def test_invalid(data, error):
+    check_invalid(data, error, byte_by_byte=len(data) < 20000)
+
+
+def test_invalid_corpus_covers_every_error():
+    defined = {obj for obj in vars(core).values()
+               if isinstance(obj, type) and issubclass(obj, FastCGIError)} - {FastCGIError}
+    assert defined == set(ERRORS)
+    assert {case[2] for case in INVALID} == set(ERRORS)
+
+
+@pytest.mark.parametrize("error", ERRORS)
+def test_default_reason_is_the_docstring(error):
+    assert issubclass(error, FastCGIError) and issubclass(error, ProtocolError)
+    assert error().reason == error.__doc__.strip().splitlines()[0]
+    assert error("specific").reason == "specific"
+
+
+def test_error_messages_name_the_culprit():
+    with pytest.raises(UnsupportedVersion, match="HTTP request"):
+        Connection().feed(b"GET / HTTP/1.1\r\n\r\n")
+    with pytest.raises(UnsupportedVersion, match="version 2"):
+        Connection().feed(bad_version(2))
+    with pytest.raises(UnknownRecordType, match="type 12"):
+        Connection().feed(active() + record(12, 1))
+    with pytest.raises(BadBeginRequest, match="7 bytes"):
+        Connection().feed(record(fc.BEGIN_REQUEST, 1, bytes(7)))
+    with pytest.raises(DuplicateBeginRequest, match="request id 3"):
+        Connection().feed(begin_request(3) + begin_request(3))
+
+
+@pytest.mark.parametrize("active_request", [False, True], ids=["idle", "active"])
+@pytest.mark.xfail(strict=True, reason="BUG: FCGI_GET_VALUES with a non-zero request id is "
+                   "ignored (idle) or UnexpectedRecordType (active), not the documented "
+                   "ManagementRecordForRequest")
+def test_get_values_with_a_request_id_is_management_record_for_request(active_request):
+    data = (active() if active_request else b"") + record(
+        fc.GET_VALUES, 1, encode_pairs([("FCGI_MAX_CONNS", "")]))
+    check_invalid(data, ManagementRecordForRequest)
+
+
+@pytest.mark.parametrize("data", [
+    build_request(PAIRS, b"0123456789", keep_conn=True, params_record_size=9),
+    build_request({"REQUEST_METHOD": "GET"}),
+], ids=["body", "no body"])
+def test_truncated_anywhere_is_mid_record_or_mid_request(data):
+    for cut in range(1, len(data)):
+        conn = Connection()
+        conn.feed(data[:cut])
+        assert conn.eof_reason() is not None, cut
+        conn.feed(data[cut:])
+        assert conn.eof_reason() == "connection closed during request 1"
+    conn = Connection()
+    conn.feed(data)
+    conn.end_request()
+    assert conn.eof_reason() is None and not conn.mid_record
+
+
+def test_eof_reasons():
+    conn = Connection()
+    assert conn.eof_reason() is None
+    conn.feed(b"\x01\x01")
+    assert conn.mid_record and conn.eof_reason() == "connection closed in the middle of a record"
+    conn.feed(b"\x00\x01\x00\x08\x00\x00" + bytes([0, 1, 0, 0, 0, 0, 0]))
+    assert conn.mid_record
+    conn.feed(b"\x00")
+    assert not conn.mid_record and conn.eof_reason() == "connection closed during request 1"
+
+
+# -- property tests -------------------------------------------------------------------------------
+
+latin1_text = st.text(st.characters(min_codepoint=0, max_codepoint=255), max_size=300)
+record_sizes = st.one_of(st.none(), st.integers(1, 400))
+
+
+@settings(max_examples=300, deadline=None)
+@given(params=st.dictionaries(latin1_text, latin1_text, max_size=20),
+       body=st.binary(max_size=5000), params_size=record_sizes, stdin_size=record_sizes,
+       padding=st.integers(0, 255), keep_conn=st.booleans(), rid=st.integers(1, 65535),
+       chunks=st.lists(st.integers(0, 500), min_size=1, max_size=60))
+def test_round_trip(params, body, params_size, stdin_size, padding, keep_conn, rid, chunks):
+    data = build_request(params, body, rid, keep_conn, params_record_size=params_size,
+                         stdin_record_size=stdin_size, padding=padding)
+    conn, events, at = Connection(max_params_size=1 << 20), [], 0
+    for size in chunks:
+        events += conn.feed(data[at:at + size])
+        at += size
+    events += conn.feed(data[at:])
+    assert merged(events) == [Request(rid, params, keep_conn)] + (
+        [Stdin(rid, body)] if body else []) + [StdinEnd(rid)]
+    assert conn.outgoing == b"" and not conn.mid_record and conn.body_complete
+
+
+@settings(max_examples=1000, deadline=None)
+@given(data=st.binary(max_size=300), cut=st.integers(0, 300))
+def test_garbage_only_raises_protocol_errors(data, cut):
+    conn = Connection()
+    try:
+        conn.feed(data[:cut])
+        conn.feed(data[cut:])
+    except ProtocolError:
+        pass
+
+
+any_record = st.builds(
+    record,
+    st.sampled_from(list(range(14)) + [255]), st.sampled_from([0, 1, 2]),
+    st.one_of(st.binary(max_size=40), st.just(bytes([0, 1, 1, 0, 0, 0, 0, 0])),
+              st.just(bytes([0, 2, 0, 0, 0, 0, 0, 0])),
+              st.just(encode_pairs(GET)), st.just(encode_pairs([("FCGI_MAX_CONNS", "")]))),
+    st.sampled_from([0, 0, 1, 7]))
+
+
+@settings(max_examples=1000, deadline=None)
+@given(records=st.lists(any_record, max_size=12), cut=st.integers(0, 1000))
+def test_random_records_only_raise_protocol_errors(records, cut):
+    """Well-framed records of any type, id and content: events or a ProtocolError."""
+    data = b"".join(records)
+    conn = Connection(max_params_size=200)
+    try:
+        events = conn.feed(data[:cut]) + conn.feed(data[cut:])
+    except ProtocolError:
+        return
+    for event in events:
+        assert type(event) in (Request, Stdin, StdinEnd, Abort)
+    for rtype, rid, _ in parse_records(conn.outgoing):
+        assert rtype in (fc.END_REQUEST, fc.GET_VALUES_RESULT, fc.UNKNOWN_TYPE)
+        assert rid == 0 or rtype == fc.END_REQUEST
+
+
+@settings(max_examples=500, deadline=None)
+@given(at=st.integers(0, 10**6), byte=st.integers(0, 255), cut=st.integers(0, 10**6))
+def test_mutated_requests_parse_or_raise_protocol_errors(at, byte, cut):
+    data = bytearray(build_request(GET, b"xyz", params_record_size=5))
+    data[at % len(data)] = byte
+    cut %= len(data)
+    conn = Connection()
+    try:
+        conn.feed(bytes(data[:cut]))
+        conn.feed(bytes(data[cut:]))
+    except ProtocolError:
+        pass
