@@ -70,7 +70,7 @@ class ErrorStream:
             self.write(line)
 
     def flush(self):
-        if self.pending and self.transport.active:
+        if self.transport.active and any(self.pending):
             self.transport.send_stderr()
 
     def take(self):
@@ -111,10 +111,10 @@ class Transport:
     def send_stderr(self):
         self._sendall(self.conn.stderr(self.errors.take()))
 
-    def finish(self, data):
-        out = self.conn.end_request(data)
-        if self.errors.pending:
-            out = self.conn.stderr(self.errors.take()) + out  # stderr first: it is ended there
+    def finish(self, data, status=0):
+        # Pending stderr goes first: end_request() ends that stream too.
+        out = self.conn.stderr(self.errors.take()) if self.errors.pending else b""
+        out += self.conn.end_request(data, status)
         self.active = False
         self._sendall(out)
 
@@ -227,11 +227,16 @@ class ConnectionHandler(BaseHandler):
                     if not ok:
                         return
                 elif kind is Abort:
-                    transport._sendall(conn.end_request(b"", 1))
+                    if event.request_id != conn.request_id:
+                        continue  # it came with the end of a request already answered
                     if body is not None:
                         body.close()
                     params = body = reject = None
                     state.end()
+                    try:
+                        transport._sendall(conn.end_request(b"", 1))
+                    except ClientDisconnected:
+                        return
             if conn.outgoing:
                 try:
                     sock.sendall(conn.outgoing)

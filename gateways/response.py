@@ -8,8 +8,10 @@ the only thing a gateway supplies:
 ``transport.send(data)``
     Write ``data`` now (a streamed chunk: the front end must see it without
     waiting for the rest).
-``transport.finish(data)``
-    Write ``data`` (possibly empty) and end the response normally.
+``transport.finish(data, status=0)``
+    Write ``data`` (possibly empty) and end the response; ``status`` is 1
+    when ``data`` is the error page of a failed application (FastCGI's
+    appStatus).
 ``transport.abort()``
     The response cannot be completed (the application failed after the
     headers went out): end it so that the front end knows it is cut short.
@@ -233,7 +235,7 @@ def report_error(environ, transport, response, debug):
             "500 Internal Server Error", ERROR_PAGE, "text/html; charset=utf-8"
         )
     try:
-        transport.finish(page)
+        transport.finish(page, 1)
     except ClientDisconnected:
         pass
 

@@ -46,7 +46,8 @@ class Transport:
             self.broken = True
             raise ClientDisconnected(str(exc)) from exc
 
-    finish = send
+    def finish(self, data, status=0):
+        self.send(data)
 
     def abort(self):
         self.broken = True  # the close that follows tells the front end

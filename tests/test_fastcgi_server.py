@@ -426,9 +426,6 @@ def test_abort_before_the_body_ends(main, where):
     quiet_log(main)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: an FCGI_ABORT_REQUEST read together with the end "
-                   "of FCGI_STDIN is handled after the response ended: gateways/fastcgi.py "
-                   "sends FCGI_STDOUT and FCGI_END_REQUEST records for request id 0")
 def test_abort_arriving_with_the_end_of_stdin(main):
     with main.client() as client:
         client.send_raw(build_request(http_params("/pid"), keep_conn=True) + abort(1))
@@ -439,9 +436,6 @@ def test_abort_arriving_with_the_end_of_stdin(main):
     assert [r[1] for r in records if r[0] == fc.END_REQUEST] == [1, 2]
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: FCGI_ABORT_REQUEST then close: the FCGI_END_REQUEST "
-                   "send fails (EPIPE) and ClientDisconnected escapes ConnectionHandler._serve, "
-                   "logged as 'internal error' with a traceback")
 def test_abort_then_close_is_not_an_internal_error(main):
     params = http_params("/upload", method="POST", body=b"x" * 100)
     # With every thread busy the connection waits in the listen queue, so it
@@ -554,8 +548,6 @@ def test_application_error_is_a_500_and_the_traceback_goes_to_stderr(main):
     quiet_log(main)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: gateways/fastcgi.py ignores the status "
-                   "gateways.response.run returns: a failed application ends with appStatus 0")
 def test_application_error_app_status(main):
     with main.client() as client:
         assert get(client, "/error").app_status == 1
@@ -643,9 +635,6 @@ def test_web_server_addrs_allow_listed_peers(strict):
 # -- wsgi.errors written the way the probe does not ----------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: Transport.finish computes end_request() before "
-                   "sending text left in wsgi.errors: it goes out as FCGI_STDERR for request "
-                   "id 0 and the STDERR stream is never ended")
 def test_unflushed_wsgi_errors_text(strict):
     with strict.client() as client:
         client.send_raw(build_request(http_params("/stderr-unflushed"), keep_conn=True))
@@ -656,8 +645,6 @@ def test_unflushed_wsgi_errors_text(strict):
     assert response.stderr == b"unflushed line\n" and response.stderr_ended
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: wsgi.errors.write('') then flush() sends an empty "
-                   "FCGI_STDERR record, which ends the stream (§3.3) before the text that follows")
 def test_empty_wsgi_errors_write(strict):
     with strict.client() as client:
         client.send_raw(build_request(http_params("/stderr-empty"), keep_conn=True))

@@ -22,6 +22,7 @@ from gateways.protocol.fastcgi import (
     FastCGIError,
     MalformedParams,
     ManagementRecordForRequest,
+    MissingRequestId,
     ParamsTooLarge,
     Request,
     Stdin,
@@ -39,7 +40,8 @@ from fcgi_client import abort, begin_request, build_request, encode_pairs, parse
 
 ERRORS = [
     UnsupportedVersion, UnexpectedRecordType, UnknownRecordType, BadBeginRequest,
-    DuplicateBeginRequest, ManagementRecordForRequest, MalformedParams, ParamsTooLarge,
+    DuplicateBeginRequest, ManagementRecordForRequest, MalformedParams, MissingRequestId,
+    ParamsTooLarge,
     TooManyParams, StreamAfterEnd, StdinBeforeParams,
 ]
 
@@ -578,8 +580,6 @@ def test_output_accepts_memoryview_and_bytearray():
 
 
 @pytest.mark.parametrize("stream", ["stdout", "stderr"])
-@pytest.mark.xfail(strict=True, reason="BUG: stdout(b'')/stderr(b'') return an empty record, "
-                   "which ends that stream (§3.3) in the middle of the response")
 def test_empty_output_is_no_record(stream):
     conn = started()
     assert getattr(conn, stream)(b"") == b""
@@ -656,10 +656,12 @@ INVALID = [
     ("duplicate BEGIN after params", active() + begin_request(1), DuplicateBeginRequest),
     ("duplicate BEGIN running", active() + stdin_end() + begin_request(1, keep_conn=True),
      DuplicateBeginRequest),
-    ("PARAMS id 0", record(fc.PARAMS, 0, encode_pairs(GET)), ManagementRecordForRequest),
-    ("STDIN id 0", active() + record(fc.STDIN, 0, b"x"), ManagementRecordForRequest),
-    ("ABORT id 0", active() + abort(0), ManagementRecordForRequest),
-    ("DATA id 0", record(fc.DATA, 0), ManagementRecordForRequest),
+    ("PARAMS id 0", record(fc.PARAMS, 0, encode_pairs(GET)), MissingRequestId),
+    ("STDIN id 0", active() + record(fc.STDIN, 0, b"x"), MissingRequestId),
+    ("ABORT id 0", active() + abort(0), MissingRequestId),
+    ("DATA id 0", record(fc.DATA, 0), MissingRequestId),
+    ("GET_VALUES for a request", record(fc.GET_VALUES, 5, encode_pairs([("FCGI_MAX_CONNS", "")])),
+     ManagementRecordForRequest),
     ("pair overruns the stream", begin_request(1) + fc.stream(fc.PARAMS, 1, b"\x01\x0aAshort"),
      MalformedParams),
     ("pair overruns by one", begin_request(1) + fc.stream(fc.PARAMS, 1, b"\x02\x02ABx"),
@@ -722,9 +724,6 @@ def test_error_messages_name_the_culprit():
 
 
 @pytest.mark.parametrize("active_request", [False, True], ids=["idle", "active"])
-@pytest.mark.xfail(strict=True, reason="BUG: FCGI_GET_VALUES with a non-zero request id is "
-                   "ignored (idle) or UnexpectedRecordType (active), not the documented "
-                   "ManagementRecordForRequest")
 def test_get_values_with_a_request_id_is_management_record_for_request(active_request):
     data = (active() if active_request else b"") + record(
         fc.GET_VALUES, 1, encode_pairs([("FCGI_MAX_CONNS", "")]))

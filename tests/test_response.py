@@ -24,7 +24,7 @@ class Recorder:
     def send(self, data):
         self._record("send", data)
 
-    def finish(self, data):
+    def finish(self, data, status=0):
         self._record("finish", data)
 
     def abort(self):

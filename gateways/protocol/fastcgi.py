@@ -13,7 +13,9 @@ Rules (the ones implementers most often get wrong are marked *):
 * §3.3 A record is an 8-byte header, up to 65535 content bytes and up to
   255 padding bytes.  The value of a stream does not depend on how it was
   split into records; an empty record ends a stream.
-* §3.3 Records for request ids that are not active are ignored.
+* §3.3 Records for request ids that are not active are ignored (those a
+  web server may send: a record type only an application sends, or an
+  unknown type, is a violation whatever its id).
 * §3.4 *FCGI_PARAMS name-value pairs may straddle records: the whole stream is
   buffered up to its empty record, then decoded (1-byte lengths below 128,
   otherwise 4 bytes with the high bit set).  Names and values become str of
@@ -103,7 +105,11 @@ class DuplicateBeginRequest(FastCGIError):
 
 
 class ManagementRecordForRequest(FastCGIError):
-    """FCGI_GET_VALUES with a non-zero request id (§4.1)."""
+    """A management record (FCGI_GET_VALUES) with a non-zero request id (§3.3, §4.1)."""
+
+
+class MissingRequestId(FastCGIError):
+    """A request's record (PARAMS, STDIN, DATA, ABORT) with request id 0 (§3.3)."""
 
 
 class MalformedParams(FastCGIError):
@@ -196,7 +202,12 @@ def record(rtype, request_id, content=b""):
 
 
 def stream_records(rtype, request_id, data):
-    """``data`` as records of at most 65535 bytes (not ended: see :func:`record`)."""
+    """``data`` as records of at most 65535 bytes; nothing for empty ``data``.
+
+    An empty record would end the stream (§3.3): :func:`record` writes that.
+    """
+    if not data:
+        return b""
     if len(data) <= MAX_CONTENT:
         return HEADER.pack(VERSION_1, rtype, request_id, len(data), 0) + data
     view = memoryview(data)
@@ -296,14 +307,19 @@ class Connection:
         self._params = []
         self._params_size = 0
         self._stderr_used = False
-        self._buffer = b""
+        self._buffer = None  # bytes of an incomplete record (a bytearray), or None
+        self._need = 0  # how many bytes that record needs before it can be parsed
 
     # -- input --------------------------------------------------------------------
 
     def feed(self, data):
         """Consume ``data``; return the list of events it completes."""
-        if self._buffer:
-            data = self._buffer + data
+        buffer = self._buffer
+        if buffer is not None:
+            buffer += data  # a bytearray: appending does not copy what came before
+            if len(buffer) < self._need:
+                return []  # the record is still incomplete: nothing to parse yet
+            data = bytes(buffer)
         events = []
         pos = 0
         size = len(data)
@@ -314,6 +330,7 @@ class Connection:
             start = pos + 8
             end = start + clen
             if end + plen > size:
+                self._need = end + plen - pos
                 break
             pos = end + plen
             if rid == self.request_id and rid:
@@ -322,12 +339,19 @@ class Connection:
                 self._management_record(rtype, data[start:end])
             elif rtype == BEGIN_REQUEST:
                 self._begin_request(rid, data[start:end])
+            elif rtype == GET_VALUES:
+                raise ManagementRecordForRequest("FCGI_GET_VALUES for request %d" % rid)
             elif rtype > MAX_TYPE:
                 raise UnknownRecordType("record type %d for request %d" % (rtype, rid))
             elif rtype in (END_REQUEST, STDOUT, STDERR, GET_VALUES_RESULT, UNKNOWN_TYPE):
                 raise UnexpectedRecordType("record type %d is not for an application" % rtype)
             # else: a record for an inactive request id: ignored (§3.3).
-        self._buffer = data[pos:] if pos < size else b""
+        if pos >= size:
+            self._buffer = None
+        else:
+            if size - pos < 8:
+                self._need = 8
+            self._buffer = bytearray(data[pos:])
         return events
 
     def _request_record(self, rtype, rid, content, events):
@@ -359,6 +383,8 @@ class Connection:
             events.append(Abort(rid))
         elif rtype == BEGIN_REQUEST:
             raise DuplicateBeginRequest("request id %d is already active" % rid)
+        elif rtype == GET_VALUES:
+            raise ManagementRecordForRequest("FCGI_GET_VALUES for request %d" % rid)
         elif rtype == DATA:
             pass  # only the Filter role reads FCGI_DATA (§6.4); we never accept it
         elif rtype > MAX_TYPE:
@@ -393,7 +419,7 @@ class Connection:
         elif rtype == BEGIN_REQUEST:
             raise BadBeginRequest("FCGI_BEGIN_REQUEST with request id 0")
         elif rtype in (ABORT_REQUEST, PARAMS, STDIN, DATA):
-            raise ManagementRecordForRequest("record type %d with request id 0" % rtype)
+            raise MissingRequestId("record type %d with request id 0" % rtype)
         elif rtype in (END_REQUEST, STDOUT, STDERR, GET_VALUES_RESULT, UNKNOWN_TYPE):
             raise UnexpectedRecordType("record type %d is not for an application" % rtype)
         else:
@@ -426,6 +452,8 @@ class Connection:
 
     def stderr(self, data):
         """FCGI_STDERR records carrying ``data`` for the active request."""
+        if not data:
+            return b""
         self._stderr_used = True
         return stream_records(STDERR, self.request_id, data)
 
