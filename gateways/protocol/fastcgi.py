@@ -236,8 +236,41 @@ def encode_pairs(pairs):
 
 
 def decode_pairs(data, max_pairs):
-    """Decode name-value pairs (§3.4) into a dict of latin-1 str."""
+    """Decode name-value pairs (§3.4) into a dict of latin-1 str.
+
+    The loop below is the hot path of every request: it assumes the common
+    case (short names, no repeated name, a well-formed stream) and checks
+    once at the end; anything else is decoded again by the careful loop,
+    which joins repeated names and names the violation.
+    """
     text = data.decode("latin-1")  # one decode; offsets are the same in both
+    params = {}
+    pos = 0
+    end = len(data)
+    count = 0
+    try:
+        while pos < end:
+            nlen = data[pos]
+            if nlen > 127:
+                return _decode_pairs_checked(data, text, max_pairs)  # a long name: rare
+            vlen = data[pos + 1]
+            if vlen > 127:
+                vlen = _LENGTH4.unpack_from(data, pos + 1)[0] & 0x7FFFFFFF
+                vstart = pos + 5 + nlen
+            else:
+                vstart = pos + 2 + nlen
+            pos = vstart + vlen
+            params[text[vstart - nlen:vstart]] = text[vstart:pos]
+            count += 1
+    except (IndexError, struct.error):
+        return _decode_pairs_checked(data, text, max_pairs)
+    if pos != end or count != len(params) or count > max_pairs:
+        return _decode_pairs_checked(data, text, max_pairs)
+    return params
+
+
+def _decode_pairs_checked(data, text, max_pairs):
+    """:func:`decode_pairs` one check at a time: names every violation, joins repeats."""
     params = {}
     pos = 0
     end = len(data)

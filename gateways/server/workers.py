@@ -5,9 +5,11 @@ Theory of operation
 The master opens the listening sockets, forks ``processes`` workers and then
 only supervises; it never touches a request.  Each worker imports the
 application (so a reload imports it afresh) and runs ``threads`` threads
-that each call ``accept()`` on the shared listening socket themselves and
-serve the connection they got from start to end.  There is no queue, no
-hand-off between threads, and no lock on the request path.
+(:mod:`gateways.server.runners`): a thread calls ``accept()`` on the shared
+listening socket itself and serves the connection it got from start to end;
+how many threads accept at once follows how many the application keeps
+busy.  There is no queue, no hand-off between threads, and no lock on the
+request path.
 
 Every listening socket carries ``SO_RCVTIMEO`` = ``TICK`` and ``SO_SNDTIMEO``
 = the read timeout; accepted sockets inherit both.  So a thread blocked in
@@ -29,7 +31,7 @@ A worker that dies is replaced; one that served ``--max-requests`` exits
 and is replaced; workers exit when the master is gone.
 """
 
-import errno
+import gc
 import mmap
 import os
 import random
@@ -37,8 +39,9 @@ import select
 import signal
 import socket
 import struct
-import threading
 import time
+
+from gateways.server.runners import Runners
 
 TICK = 0.5
 BOOT_ERROR = 3  # worker exit status: the application could not be loaded
@@ -115,14 +118,17 @@ class Worker:
             return BOOT_ERROR
         for listener in self.listeners:
             set_timeouts(listener.sock, TICK, self.write_timeout)
-        threads = []
-        for index in range(max(self.threads, len(self.listeners))):
-            listener = self.listeners[index % len(self.listeners)]
-            handle = make_handler(ThreadState(self, index))
-            thread = threading.Thread(target=self._accept_loop, args=(listener, handle),
-                                      name="gateways-%d" % index, daemon=True)
-            threads.append(thread)
-            thread.start()
+        # What the application loaded lives as long as the worker: keep it out
+        # of the collector's way (fewer objects to walk on every collection).
+        gc.freeze()
+        pools = []
+        count = len(self.listeners)
+        for number, listener in enumerate(self.listeners):
+            indexes = range(number, max(self.threads, count), count)
+            handlers = [make_handler(ThreadState(self, index)) for index in indexes]
+            pools.append(Runners(self, listener, handlers, TICK))
+        for pool in pools:
+            pool.start()
         os.write(self.ready_fd, _PID.pack(os.getpid()))
         status = 0
         while not self.stopping:
@@ -132,32 +138,9 @@ class Worker:
                 self.stopping, status = True, ORPHANED
             elif self.max_requests and self.served >= self.max_requests:
                 self.stopping, status = True, RECYCLED
-        for thread in threads:
-            thread.join()
+        for pool in pools:
+            pool.join()
         return status
-
-    def _accept_loop(self, listener, handle):
-        accept = listener.sock.accept
-        while not self.stopping:
-            try:
-                sock, address = accept()
-            except BlockingIOError:
-                continue  # a TICK passed without a connection
-            except OSError as exc:
-                if exc.errno in (errno.ECONNABORTED, errno.EPROTO, errno.EINTR):
-                    continue
-                if self.stopping:
-                    break
-                self.log.error("accept() on %s failed: %s", listener.name, exc.strerror)
-                time.sleep(TICK)
-                continue
-            try:
-                handle(sock, address)
-            except Exception:
-                self.log.exception("internal error while serving a connection on %s",
-                                   listener.name)
-            finally:
-                sock.close()
 
 
 class _Child:
