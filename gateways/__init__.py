@@ -12,9 +12,13 @@ __all__ = ["__version__", "run"]
 def run(app, **options):
     """Serve ``app`` through whatever gateway the environment asks for.
 
-    CGI when ``GATEWAY_INTERFACE`` is set, FastCGI when file descriptor 0 is a
-    listening socket (a web server spawned us), otherwise the standalone
-    development server.  Nothing is guessed from ``SERVER_SOFTWARE``.
+    FastCGI when file descriptor 0 is a listening socket (a web server
+    spawned us), CGI when ``GATEWAY_INTERFACE`` is set, otherwise the
+    standalone development server: the same script runs in cgi-bin, under
+    lighttpd ``bin-path`` or mod_fcgid, and from a terminal.  ``app`` is a
+    WSGI callable or an APP string (``"package.module:app"``); ``options``
+    are settings by their Python names (``script_name="/app"``...).  Nothing
+    is guessed from ``SERVER_SOFTWARE``.  Returns the exit status.
     """
     from gateways.detect import run as _run
 

@@ -4,20 +4,24 @@ The script avoids every problem in the seed document's list of "Common
 problems with CGI scripts": an absolute shebang to an interpreter that can
 import gateways and the application (no ``/usr/bin/env`` lookup in the web
 server's PATH), LF line endings, no byte order mark, mode 0755.  It imports
-only what the CGI path needs (:mod:`gateways.cgi`), so it starts fast.
+only what the CGI path needs (:mod:`gateways.cgi`), so it starts fast.  The
+same script serves FastCGI when a web server spawns it with a listening
+socket on fd 0, and runs the standalone server from a terminal
+(:func:`gateways.run`).
 """
 
 import os
 import sys
 
 TEMPLATE = '''#!{python}
-# Serves {app} as a CGI program (RFC 3875).
+# Serves {app}: as CGI in cgi-bin, as FastCGI when a web server spawns it
+# (lighttpd bin-path, mod_fcgid), and on http://127.0.0.1:8000/ from a terminal.
 # Written by `gateways cgi-script`; check it with `gateways check {path}`.
 import sys
 
-{path_line}from gateways.cgi import main
+{path_line}from gateways import run
 
-sys.exit(main({app!r}))
+sys.exit(run({app!r}))
 '''
 
 
