@@ -79,6 +79,8 @@ def build_parser():
         prog=PROG,
         description="Deploy one WSGI application through CGI, FastCGI, SCGI or a "
         "standalone HTTP server.",
+        epilog="Every option --some-name can also be set in the environment as "
+        "GATEWAYS_SOME_NAME; the command line wins.",
     )
     parser.add_argument("--version", action="version", version="%(prog)s " + __version__)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -108,7 +110,12 @@ def build_parser():
             group = groups.get(setting.section)
             if group is None:
                 group = groups[setting.section] = p.add_argument_group(setting.section)
-            help_text = setting.help.replace("%", "%%")
+            help_text = setting.help_for(command)
+            default = setting.default_for(command)
+            if default not in (None, False):
+                shown = "%04o" % default if setting.name == "socket_mode" else default
+                help_text += " (default: %s)" % (shown,)
+            help_text = help_text.replace("%", "%%")
             if setting.flag_only:
                 group.add_argument(setting.flag, dest=setting.name, action="store_true",
                                    default=None, help=help_text)

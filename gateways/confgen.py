@@ -161,6 +161,7 @@ def values_for(server, gateway, **given):
     scheme = "scgi" if gateway == "scgi" else "fcgi"
     if "apache_backend" in values:
         values["apache_backend"] = values["apache_backend"].replace("{scheme}", scheme)
+    values["unit"] = _unit_name(values["app"])
     values["location"] = prefix or "/"
     values["prefix_slash"] = prefix + "/"
     values["prefix_regex"] = re.escape(prefix)
@@ -180,6 +181,12 @@ def values_for(server, gateway, **given):
         values["backend_list"] = backends
         values["web_server_addrs"] = "127.0.0.1"
     return values, flags
+
+
+def _unit_name(app):
+    """``myapp:application`` -> ``myapp-fastcgi`` (systemd unit names)."""
+    base = re.split(r"[:.(/]", app.strip())[0] or "app"
+    return re.sub(r"[^A-Za-z0-9_-]", "-", base) + "-fastcgi"
 
 
 _VAR = re.compile(r"\{\{(\w+)\}\}")
@@ -243,7 +250,7 @@ def sample_files():
     files = {}
     for server, gateway in sorted(SNIPPETS):
         name = {"socket": "myapp-fastcgi.socket", "service": "myapp-fastcgi.service"}.get(
-            gateway, gateway + ".conf")
+            gateway, gateway + ".conf")  # the unit names SAMPLE["app"] gives
         if gateway == "cgi-htaccess":
             name = "cgi.htaccess"
         files["%s/%s" % (server, name)] = render(server, gateway)

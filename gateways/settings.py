@@ -1,5 +1,11 @@
 """The one settings table: every option of every gateway, declared once.
 
+Every option ``--some-name`` can also be given in the environment as
+``GATEWAYS_SOME_NAME`` (flags: ``1``/``true``/``yes``/``on``); the command
+line wins.  That is how a web server that spawns gateways passes options
+(lighttpd ``bin-environment``, Apache ``FcgidInitialEnv``, systemd
+``Environment=``).
+
 The table drives the command line (:mod:`gateways.cli`), the checks on each
 value, the option lists in README.rst (``scripts/update-readme`` writes them,
 a test keeps them in sync) and the values the config snippets are filled with
@@ -29,7 +35,7 @@ class Setting:
     __slots__ = ("name", "flag", "commands", "convert", "default", "metavar", "help", "env",
                  "section", "flag_only")
 
-    def __init__(self, name, flag, commands, convert, default, metavar, help, env=None,
+    def __init__(self, name, flag, commands, convert, default, metavar, help,
                  section="Application"):
         self.name = name
         self.flag = flag
@@ -37,8 +43,8 @@ class Setting:
         self.convert = convert
         self.default = default  # a value, or a dict of command -> value
         self.metavar = metavar
-        self.help = help
-        self.env = env
+        self.help = help  # a text, or a dict of command -> text with a "*" fallback
+        self.env = "GATEWAYS_" + name.upper()  # read when the option is not given
         self.section = section
         self.flag_only = convert is flag_value
 
@@ -46,6 +52,11 @@ class Setting:
         if isinstance(self.default, dict):
             return self.default.get(command)
         return self.default
+
+    def help_for(self, command):
+        if isinstance(self.help, dict):
+            return self.help.get(command, self.help["*"])
+        return self.help
 
     def __repr__(self):
         return "<Setting %s>" % self.flag
@@ -158,11 +169,13 @@ SETTINGS = (
             "Mount point of the application: SCRIPT_NAME is PREFIX and PATH_INFO the rest "
             "of the request path, whatever the front end says. '/' mounts at the root. "
             "Needed behind Apache mod_proxy_scgi and mod_proxy_fcgi, which send the whole "
-            "path as SCRIPT_NAME.", env="GATEWAYS_SCRIPT_NAME"),
+            "path as SCRIPT_NAME."),
     Setting("debug", "--debug", APP_COMMANDS, flag_value, False, None,
-            "Show tracebacks in error pages (never use in production) and print the "
-            "traceback of start-up errors. 'serve' turns on werkzeug's interactive "
-            "debugger, on loopback addresses only.", env="GATEWAYS_DEBUG"),
+            {"*": "Show tracebacks in error pages (never in production) and print the "
+                  "traceback of start-up errors.",
+             "serve": "Turn on werkzeug's interactive debugger (loopback addresses only: it "
+                      "runs any code a visitor types) and print the traceback of start-up "
+                      "errors."}),
     Setting("iis", "--iis", ("cgi", "run"), flag_value, False, None,
             "Undo IIS's CGI quirk of repeating SCRIPT_NAME at the start of PATH_INFO."),
     Setting("bind", "--bind", ("serve",) + DAEMONS, bind_value,
@@ -183,12 +196,15 @@ SETTINGS = (
             "Length of the listen queue.", section="Listening"),
     Setting("processes", "--processes", ("serve",) + DAEMONS, count(1),
             {"serve": 1, "fastcgi": _cpus(), "scgi": _cpus()}, "N",
-            "Worker processes (default: one per CPU). 'serve': werkzeug forks up to N "
-            "processes, one per request.", section="Workers"),
+            {"*": "Worker processes, supervised by a master process.",
+             "serve": "Processes: werkzeug forks one per request, up to N (instead of "
+                      "threads)."}, section="Workers"),
     Setting("threads", "--threads", ("serve",) + DAEMONS, count(1),
             {"serve": 8, "fastcgi": 8, "scgi": 8}, "N",
-            "Threads per worker process; each takes connections from the listening "
-            "socket itself. 'serve': any N > 1 runs werkzeug threaded.", section="Workers"),
+            {"*": "Threads per worker process. One thread serves while the application "
+                  "answers quickly; more take connections as requests block.",
+             "serve": "Any N > 1 runs werkzeug threaded (a thread per request)."},
+            section="Workers"),
     Setting("max_requests", "--max-requests", DAEMONS, count(0), 0, "N",
             "Recycle a worker process after about N requests (0: never).",
             section="Workers"),
@@ -253,15 +269,16 @@ class Config:
 def resolve(command, given, environ=None):
     """Turn raw option values (``None`` = not given) into a checked :class:`Config`.
 
-    A setting not given takes its environment variable, if it has one and it
-    is set, then its default.  Raises :class:`ConfigError` naming the option.
+    A setting not given takes its environment variable ``GATEWAYS_<NAME>``
+    when that is set (a web server that spawns gateways can pass options that
+    way), then its default.  Raises :class:`ConfigError` naming the option.
     """
     environ = os.environ if environ is None else environ
     values = {}
     for setting in for_command(command):
         raw = given.get(setting.name)
         if raw is None or (setting.flag_only and raw is False):
-            if setting.env and environ.get(setting.env):
+            if environ.get(setting.env):
                 raw = environ[setting.env]
                 if setting.flag_only:
                     raw = raw.lower() in ("1", "true", "yes", "on")
@@ -287,15 +304,12 @@ def rst_options(command):
         head = setting.flag if setting.flag_only else "%s %s" % (setting.flag, setting.metavar)
         default = setting.default_for(command)
         if setting.name == "processes" and command in DAEMONS:
-            default = "CPUs"
+            default = "the number of CPUs"
         elif isinstance(default, int) and setting.convert is file_mode:
             default = "%04o" % default
-        text = setting.help
+        text = setting.help_for(command)
         if default not in (None, False):
             text += " Default: ``%s``." % (default,)
-        if setting.env:
-            text += " Environment: ``%s=%s``." % (setting.env,
-                                                  "1" if setting.flag_only else setting.metavar)
         lines.append("``%s``" % head)
         lines.append("    %s" % text)
     return "\n".join(lines) + "\n"

@@ -1,0 +1,111 @@
+"""The settings table: converters, defaults, the environment, the command line."""
+
+import subprocess
+import sys
+
+import pytest
+
+from gateways.settings import (
+    SETTINGS,
+    ConfigError,
+    file_mode,
+    for_command,
+    resolve,
+    rst_options,
+    seconds,
+    size,
+)
+
+
+@pytest.mark.parametrize(("text", "value"), [("65536", 65536), ("64K", 65536), ("10m", 10485760),
+                                             ("1G", 1073741824), ("2KiB", 2048), (512, 512)])
+def test_size(text, value):
+    assert size(text) == value
+
+
+@pytest.mark.parametrize("text", ["", "ten", "10X", "-5", "1.5M"])
+def test_bad_size(text):
+    with pytest.raises(ConfigError, match="not a size"):
+        size(text)
+
+
+def test_seconds():
+    assert seconds("2.5") == 2.5
+    for bad in ("0", "-1", "soon"):
+        with pytest.raises(ConfigError):
+            seconds(bad)
+
+
+def test_socket_mode_never_world_writable():
+    assert file_mode("0660") == 0o660
+    assert file_mode("640") == 0o640
+    with pytest.raises(ConfigError, match="every local user"):
+        file_mode("0666")
+    with pytest.raises(ConfigError, match="octal"):
+        file_mode("rw-rw----")
+
+
+def test_defaults_and_command_membership():
+    config = resolve("fastcgi", {"app": "x"}, environ={})
+    assert config.socket_mode == 0o660
+    assert config.threads == 8
+    assert config.processes >= 1
+    assert config.bind is None
+    assert config.max_body == 1024 ** 3
+    assert not hasattr(config, "reload")  # a `serve` option only
+    assert resolve("serve", {}, environ={}).bind == "127.0.0.1:8000"
+
+
+def test_environment_fills_what_the_command_line_does_not_give():
+    environ = {"GATEWAYS_THREADS": "3", "GATEWAYS_DEBUG": "yes", "GATEWAYS_PROCESSES": "2"}
+    config = resolve("fastcgi", {"processes": "5"}, environ=environ)
+    assert config.threads == 3
+    assert config.debug is True
+    assert config.processes == 5  # the command line wins
+
+
+def test_bad_values_name_the_option():
+    with pytest.raises(ConfigError, match=r"^--threads: "):
+        resolve("fastcgi", {"threads": "0"}, environ={})
+    with pytest.raises(ConfigError, match=r"^--bind: "):
+        resolve("scgi", {"bind": "nowhere"}, environ={})
+    with pytest.raises(ConfigError, match=r"^--max-body: "):
+        resolve("scgi", {}, environ={"GATEWAYS_MAX_BODY": "lots"})
+
+
+def test_every_setting_has_help_and_a_known_command():
+    for setting in SETTINGS:
+        assert setting.flag.startswith("--")
+        for command in setting.commands:
+            assert command in ("serve", "cgi", "run", "fastcgi", "scgi")
+            assert setting.help_for(command).endswith(".")
+
+
+def test_rst_options_lists_every_flag_of_the_command():
+    text = rst_options("scgi")
+    for setting in for_command("scgi"):
+        assert "``%s" % setting.flag in text
+    assert "--keepalive-timeout" not in text  # FastCGI only
+
+
+@pytest.mark.parametrize("command", ["serve", "cgi", "run", "fastcgi", "scgi"])
+def test_cli_help_shows_every_option(command):
+    out = subprocess.run([sys.executable, "-m", "gateways", command, "--help"],
+                         capture_output=True, text=True, timeout=30, check=True).stdout
+    for setting in for_command(command):
+        assert setting.flag in out
+
+
+def test_cli_version():
+    from gateways import __version__
+
+    out = subprocess.run([sys.executable, "-m", "gateways", "--version"], capture_output=True,
+                         text=True, timeout=30, check=True).stdout
+    assert out.strip() == "gateways " + __version__
+
+
+def test_cli_bad_option_value_is_one_line():
+    proc = subprocess.run([sys.executable, "-m", "gateways", "fastcgi", "x", "--threads", "none"],
+                          capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == "gateways: error: --threads: 'none' is not a whole number"
