@@ -108,3 +108,41 @@ def test_traceback_reaches_the_error_log(server, request):
     log = running.error_log_text() + running.output_text()
     assert "SECRET-MARKER" in log
     assert "Traceback" in log
+
+
+# -- the shared-hosting variant: a .htaccess next to the script ----------------------
+
+
+@pytest.fixture(scope="module")
+def apache_htaccess(server_python, app_dir):
+    """Apache with AllowOverride in its document root, the script and .htaccess dropped in."""
+    root = webservers.public_dir("gw-htaccess-")
+    docroot = root / "htdocs"
+    for directory, prefix in ((docroot / "app", "/app"), (docroot, "/")):
+        directory.mkdir(parents=True, exist_ok=True)
+        directory.chmod(0o755)
+        write_script(str(directory / "app.cgi"), "probe:application", server_python,
+                     str(app_dir))
+        webservers.write_file(directory / ".htaccess", render(
+            "apache", "cgi-htaccess", app="probe:application", prefix=prefix,
+            script=str(directory / "app.cgi"), python=server_python, app_dir=str(app_dir)))
+    body = '<Directory "{docroot}">\n    AllowOverride FileInfo Options\n</Directory>'
+    server = webservers.start_apache(body, modules=("cgid", "rewrite"), root=root)
+    yield server
+    server.stop()
+    webservers.shutil.rmtree(root, ignore_errors=True)
+
+
+class TestApacheHtaccessAtPrefix(FrontBehaviour):
+    @pytest.fixture(scope="class")
+    @classmethod
+    def front(cls, apache_htaccess):
+        return Front(apache_htaccess.url(), "/app", apache_htaccess, streams=True,
+                     directory=True)
+
+
+class TestApacheHtaccessAtRoot(FrontBehaviour):
+    @pytest.fixture(scope="class")
+    @classmethod
+    def front(cls, apache_htaccess):
+        return Front(apache_htaccess.url(), "", apache_htaccess, streams=True)
