@@ -16,7 +16,7 @@ file); a body the application did not want is thereby drained too, which
 Apache mod_proxy_scgi needs (it answers 503 when the backend closes on an
 unread body).  SCGI has no error channel: ``wsgi.errors`` is the server's
 log.  A health check that connects and closes, and a front end that goes
-away mid-response, are logged at debug level only.
+away mid-response, are logged at debug level at most.
 """
 
 from gateways.protocol import ProtocolError

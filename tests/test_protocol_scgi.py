@@ -284,8 +284,8 @@ def test_invalid_corpus_covers_every_error():
 
 def test_error_messages_name_the_culprit():
     parser = SCGIRequestParser()
-    with pytest.raises(DuplicateHeader, match="'HTTP_HOST'"):
-        parser.feed(block_with(CL0, SCGI1, (b"HTTP_HOST", b"a"), (b"HTTP_HOST", b"b")))
+    with pytest.raises(DuplicateHeader, match="'REMOTE_ADDR'"):
+        parser.feed(block_with(CL0, SCGI1, (b"REMOTE_ADDR", b"a"), (b"REMOTE_ADDR", b"b")))
     with pytest.raises(BadSCGIVersion, match="'2'"):
         SCGIRequestParser().feed(block_with(CL0, (b"SCGI", b"2")))
 
@@ -390,3 +390,12 @@ def test_mutated_requests_parse_or_raise_protocol_errors(at, byte, cut):
     except ProtocolError:
         return
     assert type(events[0]) is Request and events[-1] == EndOfBody()
+
+
+def test_repeated_http_headers_are_joined():
+    # nginx before 1.23 sends a repeated request header twice (field notes §5).
+    data = block_with(CL0, SCGI1, (b"HTTP_X_DUP", b"a"), (b"HTTP_COOKIE", b"c=1"),
+                      (b"HTTP_X_DUP", b"b"), (b"HTTP_COOKIE", b"d=2"))
+    events = SCGIRequestParser().feed(data)
+    assert events[0].params["HTTP_X_DUP"] == "a, b"
+    assert events[0].params["HTTP_COOKIE"] == "c=1; d=2"

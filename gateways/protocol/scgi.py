@@ -31,7 +31,7 @@ there is no response writer here, only :func:`make_request` to build requests
 for clients, tests and benchmarks.
 """
 
-from gateways.protocol import ProtocolError
+from gateways.protocol import ProtocolError, join_repeated
 
 _HEADER, _BODY, _DONE, _ERROR = "header", "body", "done", "error"
 
@@ -268,12 +268,7 @@ class SCGIRequestParser:
         pairs = iter(parts)
         params = dict(zip(pairs, pairs))  # the unpaired final "" is dropped by zip
         if len(params) != count:
-            # §3: "Duplicate names are not allowed in the headers."
-            seen = set()
-            for name in parts[0:-1:2]:
-                if name in seen:
-                    raise DuplicateHeader(f"header {name!r} sent twice")
-                seen.add(name)
+            params = self._join_repeats(parts)
         if "" in params:
             raise EmptyName(f"header #{parts[0:-1:2].index('') + 1} has an empty name")
         # §3: "There must also always be a header with the name SCGI and a value of 1"
@@ -283,6 +278,23 @@ class SCGIRequestParser:
                 raise MissingSCGI("no SCGI header")
             raise BadSCGIVersion(f"SCGI header is {version!r}, not '1'")
         return params, int(length)
+
+    @staticmethod
+    def _join_repeats(parts):
+        """§3: "Duplicate names are not allowed in the headers" — except that nginx
+        before 1.23 sends a repeated request header as two ``HTTP_*`` headers.  Those
+        are joined the way a web server joins them (RFC 3875 §4.1.18); any other
+        name sent twice is an error."""
+        params = {}
+        for index in range(0, len(parts) - 1, 2):
+            name, value = parts[index], parts[index + 1]
+            if name not in params:
+                params[name] = value
+            elif name.startswith("HTTP_"):
+                params[name] = join_repeated(name, params[name], value)
+            else:
+                raise DuplicateHeader(f"header {name!r} sent twice")
+        return params
 
     def _body(self, data):
         size = len(data)
