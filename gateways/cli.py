@@ -9,6 +9,7 @@ Sub-commands::
     gateways scgi APP           SCGI daemon
     gateways conf SERVER GATEWAY     print a web-server config snippet
     gateways cgi-script APP -o FILE  write a cgi-bin script
+    gateways check FILE              diagnose a cgi-bin script
 
 The options come from :mod:`gateways.settings`.  ``gateways cgi`` is parsed
 without argparse: a CGI process pays for every import on every request.
@@ -141,6 +142,11 @@ def build_parser():
                    help="directory put first on sys.path (default: the current directory)")
     p.add_argument("--force", action="store_true", help="overwrite FILE if it exists")
 
+    p = sub.add_parser("check", help="diagnose a cgi-bin script: every problem and its fix")
+    from gateways.doctor import add_arguments as check_arguments
+
+    check_arguments(p)
+
     return parser
 
 
@@ -157,6 +163,10 @@ def _run_command(args):
         from gateways.cgiscript import write_script_cli
 
         return write_script_cli(args)
+    if command == "check":
+        from gateways.doctor import check_cli
+
+        return check_cli(args)
     if command == "cgi":
         return _cmd_cgi(given)
     try:

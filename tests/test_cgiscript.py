@@ -1,0 +1,132 @@
+"""`gateways cgi-script`: the script it writes avoids the seed's list of CGI problems,
+passes `gateways check`, serves through real Apache (mod_cgid) and lighttpd
+(mod_cgi) with the snippets `gateways conf` prints, and starts the standalone
+server when run from a terminal.
+"""
+
+import os
+import signal
+import stat
+import subprocess
+import sys
+import tempfile
+
+import pytest
+import requests
+
+from gateways.confgen import render
+
+import webservers
+
+APP = "probe:application"
+
+
+def gateways(*args):
+    """``gateways ARGS`` from / (the installed package): (status, stdout, stderr)."""
+    result = subprocess.run([sys.executable, "-m", "gateways", *args], cwd="/",
+                            capture_output=True, text=True, timeout=60, check=False)
+    return result.returncode, result.stdout, result.stderr
+
+
+@pytest.fixture(scope="module")
+def script(server_python, app_dir):
+    """cgi-bin/app.cgi written by the command, in a directory www-data can reach."""
+    directory = webservers.public_dir("gw-cgiscript-")
+    path = directory / "cgi-bin" / "app.cgi"
+    path.parent.mkdir()
+    path.parent.chmod(0o755)
+    status, out, err = gateways("cgi-script", APP, "-o", str(path), "--python", server_python,
+                                "--app-dir", str(app_dir))
+    assert status == 0, err
+    assert out == "wrote %s\n" % path
+    yield path
+    webservers.shutil.rmtree(directory, ignore_errors=True)
+
+
+def test_shebang_line_endings_bom_and_mode(script, server_python, app_dir):
+    data = script.read_bytes()
+    assert data.startswith(b"#!" + server_python.encode() + b"\n")
+    assert os.path.isabs(server_python)
+    assert b"\r" not in data
+    assert not data.startswith(b"\xef\xbb\xbf")
+    assert stat.S_IMODE(script.stat().st_mode) == 0o755
+    assert ("sys.path.insert(0, %r)" % str(app_dir)).encode() in data
+    assert ("run(%r)" % APP).encode() in data
+
+
+def test_refuses_to_overwrite_without_force(tmp_path):
+    target = tmp_path / "app.cgi"
+    target.write_text("keep me\n")
+    status, out, err = gateways("cgi-script", APP, "-o", str(target))
+    assert (status, out) == (2, "")
+    assert err == "gateways: error: %s exists (use --force to overwrite it)\n" % target
+    assert target.read_text() == "keep me\n"
+    status, _, err = gateways("cgi-script", APP, "-o", str(target), "--force")
+    assert status == 0, err
+    assert target.read_text().startswith("#!/")
+
+
+def test_relative_python_is_a_one_line_error(tmp_path):
+    target = tmp_path / "app.cgi"
+    status, out, err = gateways("cgi-script", APP, "-o", str(target), "--python", "python3")
+    assert (status, out) == (2, "")
+    assert err == "gateways: error: --python python3: the shebang needs an absolute path\n"
+    assert not target.exists()
+
+
+def test_passes_gateways_check(script):
+    status, out, err = gateways("check", str(script), "--user", "www-data")
+    assert (status, err) == (0, ""), out
+    assert out.endswith("looks good: it runs as a CGI program for www-data\n")
+
+
+def _assert_probe_echo(response):
+    assert response.status_code == 200, response.text[:2000]
+    data = response.json()
+    assert (data["gateway"], data["script_name"], data["path_info"]) == ("CGI", "/app", "/echo")
+    assert data["method"] == "GET"
+
+
+@pytest.mark.servers
+def test_serves_through_apache_mod_cgid(script, server_python, app_dir):
+    body = render("apache", "cgi", prefix="/app", script=str(script), app=APP,
+                  app_dir=str(app_dir), python=server_python)
+    with webservers.start_apache(body, modules=("cgid",)) as server:
+        _assert_probe_echo(requests.get(server.url("/app/echo"), timeout=30))
+
+
+@pytest.mark.servers
+def test_serves_through_lighttpd_mod_cgi(script, server_python, app_dir):
+    body = render("lighttpd", "cgi", prefix="/app", script=str(script), app=APP,
+                  app_dir=str(app_dir), python=server_python)
+    with webservers.start_lighttpd(body) as server:
+        _assert_probe_echo(requests.get(server.url("/app/echo"), timeout=30))
+
+
+def test_from_a_terminal_it_starts_the_standalone_server(script):
+    port = webservers.free_port()
+    env = {"PATH": webservers.BASE_ENV["PATH"], "GATEWAYS_BIND": "127.0.0.1:%d" % port}
+    log = tempfile.TemporaryFile()
+    # No GATEWAY_INTERFACE and stdin is not a socket: what a shell gives it.
+    process = subprocess.Popen([str(script)], stdin=subprocess.DEVNULL, stdout=log,
+                               stderr=subprocess.STDOUT, env=env, cwd="/",
+                               start_new_session=True)
+    try:
+        webservers.wait_for_port(port, timeout=15, process=process)
+        response = requests.get("http://127.0.0.1:%d/echo" % port, timeout=30)
+        assert response.status_code == 200
+        data = response.json()
+        assert data["gateway"] == "standalone HTTP (werkzeug)"
+        assert (data["script_name"], data["path_info"]) == ("", "/echo")
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGINT)
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+        log.seek(0)
+        output = log.read().decode("utf-8", "replace")
+        log.close()
+    assert process.returncode in (0, -signal.SIGINT, 130), output
