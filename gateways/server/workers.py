@@ -68,10 +68,13 @@ class ThreadState:
         self.worker.slots[self.slot] = time.monotonic()
 
     def end(self):
-        slots = self.worker.slots
+        worker = self.worker
+        slots = worker.slots
         if slots[self.slot]:
             slots[self.slot] = 0.0
-            self.worker.served += 1
+            worker.served += 1
+            if worker.served == worker.max_requests:
+                worker.recycle()  # no thread accepts another connection after this one
 
     @property
     def stopping(self):
@@ -120,9 +123,15 @@ class Worker:
         self.ready_fd = ready_fd
         self.parent = parent
         self.stopping = False
+        self.recycled = False
         self.served = 0
 
     def _stop(self, signum, frame):
+        self.stopping = True
+
+    def recycle(self):
+        """``--max-requests`` reached: finish what is in flight, then exit."""
+        self.recycled = True
         self.stopping = True
 
     def run(self):
@@ -149,18 +158,26 @@ class Worker:
             pools.append(Runners(self, listener, handlers, TICK))
         for pool in pools:
             pool.start()
-        os.write(self.ready_fd, _PID.pack(os.getpid()))
         status = 0
+        try:
+            if os.getppid() != self.parent:
+                raise BrokenPipeError
+            os.write(self.ready_fd, _PID.pack(os.getpid()))
+        except OSError:
+            self.log.warning("the master process is gone; stopping")
+            self.stopping, status = True, ORPHANED
         while not self.stopping:
             time.sleep(TICK)
             if os.getppid() != self.parent:
                 self.log.warning("the master process is gone; stopping")
                 self.stopping, status = True, ORPHANED
-            elif self.max_requests and self.served >= self.max_requests:
-                self.stopping, status = True, RECYCLED
+        # Stop taking connections in this process; the socket itself lives on
+        # in the master and in the other workers (a reload keeps serving).
+        for listener in self.listeners:
+            listener.sock.close()
         for pool in pools:
             pool.join()
-        return status
+        return RECYCLED if self.recycled and not status else status
 
 
 class _Child:
@@ -358,9 +375,10 @@ class Master:
             return
         current = [c for c in self.children.values()
                    if c.generation == self.generation and not c.retiring]
-        # The first worker boots alone: if the application cannot be loaded,
-        # the operator reads that once, not once per process.
-        wanted = self.processes if self.ever_ready else 1
+        # The first worker of a generation (the start, each reload) boots
+        # alone: if the application cannot be loaded, the operator reads that
+        # once, not once per process.
+        wanted = self.processes if any(c.ready for c in current) else 1
         for _ in range(wanted - len(current)):
             if not self._spawn():
                 break
@@ -376,6 +394,10 @@ class Master:
         if not self.stopping:
             self.stopping = True
             self.stop_deadline = time.monotonic() + (self.graceful_timeout if graceful else 0.0)
+            # New connections are refused (and the socket file is gone) at
+            # once, so a web server can fail over instead of queueing.
+            for listener in self.listeners:
+                listener.close(remove=not listener.inherited)
         for child in self.children.values():
             self._kill(child.pid, signal.SIGTERM if graceful else signal.SIGKILL)
 

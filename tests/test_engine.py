@@ -1,0 +1,791 @@
+"""The worker engine's promises, proved with real processes and real signals.
+
+Every test starts ``python -m gateways fastcgi probe ...`` as a subprocess on
+a unix socket in a short temporary directory, talks to it with the raw
+FastCGI client (``tests/fcgi_client.py``) and signals it by pid.  Every wait
+polls with a deadline; every process a test starts (the master, and the
+workers it forked) is killed by pid in teardown if it is still there.
+
+Numbers worth knowing when reading the timings below: the master and the
+workers wake every ``TICK`` (0.5 s) to look at their flags, so "at once"
+means within a tick or two.
+
+This module also holds the helpers ``test_listen.py`` and ``test_detect.py``
+import (:class:`Daemon`, :func:`wait_until`, :func:`raw_request`...).
+"""
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+import fcgi_client as fc
+
+TESTS = Path(__file__).resolve().parent
+APPS = TESTS / "apps"
+WAIT = 5.0  # the longest any single wait may take before the test fails
+
+
+# -- helpers shared with test_listen.py and test_detect.py -------------------------------
+
+
+def gateways_argv(*args):
+    return [sys.executable, "-m", "gateways", *args]
+
+
+def clean_environ(**extra):
+    """os.environ without the variables that would change how a gateway behaves."""
+    environ = {k: v for k, v in os.environ.items()
+               if not k.startswith(("GATEWAYS_", "LISTEN_", "FCGI_"))
+               and k not in ("GATEWAY_INTERFACE", "REQUEST_METHOD")}
+    environ.update(extra)
+    return environ
+
+
+def wait_until(predicate, timeout=WAIT, what="the condition"):
+    """Poll ``predicate`` every 20 ms; its first true value, or fail after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail("%s: not within %g s" % (what() if callable(what) else what, timeout))
+        time.sleep(0.02)
+
+
+def _stat_fields(pid):
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            data = f.read()
+    except OSError:
+        return None
+    return data.rsplit(")", 1)[1].split()  # [state, ppid, ...]
+
+
+def alive(pid):
+    """True while ``pid`` runs (a zombie nobody reaped counts as gone)."""
+    fields = _stat_fields(pid)
+    return fields is not None and fields[0] not in ("Z", "X")
+
+
+def children(pid):
+    """The live child processes of ``pid``."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            fields = _stat_fields(int(entry))
+            if fields and int(fields[1]) == pid and fields[0] not in ("Z", "X"):
+                found.append(int(entry))
+    return sorted(found)
+
+
+def is_gateways_process(pid):
+    try:
+        with open("/proc/%d/cmdline" % pid, "rb") as f:
+            return b"gateways" in f.read()
+    except OSError:
+        return False
+
+
+def output_lines(text):
+    return [line for line in text.splitlines() if line.strip()]
+
+
+def raw_request(family, address, path="/pid", query="", timeout=WAIT):
+    """One FastCGI request over a socket of any family; the :class:`fc.Response`."""
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.settimeout(timeout)
+        sock.connect(address)
+        sock.sendall(fc.build_request(fc.http_params(path, query)))
+        data = b""
+        while True:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    return fc.Response(fc.parse_records(data))
+
+
+def ipv6_loopback():
+    """True when this machine can listen on ::1."""
+    if not socket.has_ipv6:
+        return False
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as sock:
+            sock.bind(("::1", 0))
+    except OSError:
+        return False
+    return True
+
+
+@pytest.fixture
+def tmp():
+    """A short directory: unix socket paths must stay below 108 bytes."""
+    path = Path(tempfile.mkdtemp(prefix="gwe-", dir="/tmp"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+class Daemon:
+    """A server started as a subprocess; its stdout and stderr go to one file.
+
+    ``argv`` is the whole command line.  :meth:`kill` (called by the
+    ``spawn`` fixtures in teardown) kills the master and every worker it
+    was seen with, by pid.
+    """
+
+    def __init__(self, directory, argv, *, sock=None, env=None, stdin=subprocess.DEVNULL,
+                 pass_fds=(), name="server", umask=None):
+        self.sock = sock
+        self.output = directory / ("%s.out" % name)
+        self.offset = 0
+        with open(self.output, "wb") as out:
+            self.process = subprocess.Popen(argv, stdin=stdin, stdout=out,
+                                            stderr=subprocess.STDOUT, pass_fds=pass_fds,
+                                            env=clean_environ() if env is None else env,
+                                            cwd=directory,
+                                            preexec_fn=None if umask is None
+                                            else (lambda: os.umask(umask)))
+        self.pid = self.process.pid
+        self.known = set()  # every worker pid seen: killed in teardown if still there
+
+    # -- output -------------------------------------------------------------------------
+
+    def text(self):
+        return self.output.read_text(errors="replace")
+
+    def mark(self):
+        self.offset = len(self.text())
+
+    def new_lines(self):
+        return output_lines(self.text()[self.offset:])
+
+    def wait_log(self, needle, timeout=WAIT):
+        """The new lines once one holds ``needle``."""
+        def found():
+            lines = self.new_lines()
+            return lines if any(needle in line for line in lines) else None
+
+        return wait_until(found, timeout, "%r in the log; new lines: %r"
+                          % (needle, self.new_lines()))
+
+    def wait_ready(self, timeout=10.0):
+        deadline = time.monotonic() + timeout
+        while "ready:" not in self.text():
+            if self.process.poll() is not None:
+                pytest.fail("the server exited with %s before it was ready:\n%s"
+                            % (self.process.returncode, self.text()))
+            if time.monotonic() > deadline:
+                pytest.fail("the server was not ready in %g s:\n%s" % (timeout, self.text()))
+            time.sleep(0.02)
+        self.workers()
+        return self
+
+    # -- processes ----------------------------------------------------------------------
+
+    def workers(self):
+        pids = children(self.pid)
+        self.known.update(pids)
+        return pids
+
+    def wait_workers(self, count, exclude=(), timeout=WAIT):
+        """Wait until exactly ``count`` workers run, none of them in ``exclude``."""
+        def found():
+            pids = self.workers()
+            return pids if len(pids) == count and not set(pids) & set(exclude) else None
+
+        return wait_until(found, timeout, "%d workers, none of %r (now %r)"
+                          % (count, sorted(exclude), children(self.pid)))
+
+    def signal(self, signum):
+        os.kill(self.pid, signum)
+
+    def wait_exit(self, timeout=WAIT):
+        try:
+            return self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            pytest.fail("the server did not exit within %g s:\n%s" % (timeout, self.text()))
+
+    def kill(self):
+        pids = self.known | set(children(self.pid))
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(WAIT)
+        for pid in pids:
+            if alive(pid) and is_gateways_process(pid):
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+
+    # -- requests -----------------------------------------------------------------------
+
+    def request(self, path="/pid", query="", timeout=WAIT):
+        response = fc.request(self.sock, fc.http_params(path, query), timeout=timeout)
+        if path in ("/pid", "/sleep") and response.status_code == 200:
+            self.known.add(int(response.body))
+        return response
+
+    def pid_of_answer(self, path="/pid"):
+        response = self.request(path)
+        assert response.status_code == 200, response
+        return int(response.body)
+
+
+def fastcgi(directory, *options, app="probe", app_dir=APPS, bind="unix", name="server", **kw):
+    """A ``gateways fastcgi`` daemon; ``bind="unix"``: on DIRECTORY/NAME.sock."""
+    argv = gateways_argv("fastcgi", app, "--app-dir", str(app_dir))
+    sock = None
+    if bind == "unix":
+        sock = str(directory / ("%s.sock" % name))
+        argv += ["--bind", "unix:" + sock]
+    elif bind is not None:
+        argv += ["--bind", bind]
+    return Daemon(directory, argv + list(options), sock=kw.pop("sock", sock), name=name, **kw)
+
+
+@pytest.fixture
+def spawn(tmp):
+    """``spawn(*options, **kw)``: a started fastcgi daemon, killed by pid in teardown."""
+    started = []
+
+    def start(*options, **kw):
+        daemon = fastcgi(tmp, *options, name="server%d" % len(started), **kw)
+        started.append(daemon)
+        return daemon
+
+    yield start
+    for daemon in started:
+        daemon.kill()
+
+
+class InFlight(threading.Thread):
+    """One request on its own thread: ``response`` or ``error``, and when it ended.
+
+    The constructor returns once the request has been sent, plus ``settle``
+    seconds for an idle worker to accept it (that takes microseconds).
+    """
+
+    def __init__(self, address, path, query="", timeout=10.0, settle=0.2):
+        super().__init__(daemon=True)
+        self.address, self.path, self.query, self.timeout = address, path, query, timeout
+        self.response = self.error = self.ended = None
+        self.sent = threading.Event()
+        self.started = time.monotonic()
+        self.start()
+        wait_until(lambda: self.sent.is_set() or self.ended, what="the request sent")
+        time.sleep(settle)
+
+    def run(self):
+        try:
+            with fc.FastCGIClient(self.address, self.timeout) as client:
+                client.send_raw(fc.build_request(fc.http_params(self.path, self.query)))
+                self.sent.set()
+                self.response = fc.Response(client.read_until_end())
+        except (OSError, fc.FastCGIClientError) as exc:
+            self.error = exc
+        self.ended = time.monotonic()
+
+    def result(self, timeout=10.0):
+        self.join(timeout)
+        assert not self.is_alive(), "the request did not end within %g s" % timeout
+        return self
+
+
+class Load:
+    """Client threads sending /pid and /echo back to back, each on a new connection.
+
+    A request fails when it raises or is not a 200 answer; nothing is retried.
+    """
+
+    def __init__(self, address, clients=4):
+        self.address = address
+        self.lock = threading.Lock()
+        self.answers = []  # (ended, pid)
+        self.failures = []  # (started, ended, what)
+        self.stopping = threading.Event()
+        self.threads = [threading.Thread(target=self._client, args=(n,), daemon=True)
+                        for n in range(clients)]
+        for thread in self.threads:
+            thread.start()
+
+    def _client(self, number):
+        paths = ("/pid", "/echo")
+        count = number
+        while not self.stopping.is_set():
+            path = paths[count % 2]
+            count += 1
+            started = time.monotonic()
+            try:
+                response = fc.request(self.address, fc.http_params(path), timeout=WAIT)
+                if response.status_code != 200:
+                    raise fc.FastCGIClientError("answer %r" % response)
+                body = response.body
+                pid = response.json()["pid"] if body.startswith(b"{") else int(body.split()[-1])
+            except (OSError, ValueError, fc.FastCGIClientError) as exc:
+                with self.lock:
+                    self.failures.append((started, time.monotonic(), "%s: %r" % (path, exc)))
+            else:
+                with self.lock:
+                    self.answers.append((time.monotonic(), pid))
+
+    def pids(self, since=0.0):
+        with self.lock:
+            return {pid for ended, pid in self.answers if ended >= since}
+
+    def first_answer_from(self, pids):
+        with self.lock:
+            return min((ended for ended, pid in self.answers if pid in pids), default=None)
+
+    def stop(self):
+        self.stopping.set()
+        for thread in self.threads:
+            thread.join(2 * WAIT)
+
+
+def wait_serving(server, count):
+    """The worker pids once ``count`` workers have answered (each has loaded the app)."""
+    traffic = Load(server.sock, clients=2 * count)
+    try:
+        wait_until(lambda: len(traffic.pids() & set(server.workers())) == count,
+                   what=lambda: "%d workers answering (answers from %r, workers %r)"
+                   % (count, traffic.pids(), server.workers()))
+    finally:
+        traffic.stop()
+    assert traffic.failures == []
+    return server.wait_workers(count)
+
+
+@pytest.fixture
+def load():
+    """``load(address, clients)``: a :class:`Load`, stopped in teardown."""
+    started = []
+
+    def start(address, clients=4):
+        started.append(Load(address, clients))
+        return started[-1]
+
+    yield start
+    for each in started:
+        each.stop()
+
+
+def report(text):
+    """Numbers the report quotes (visible with ``pytest -s``)."""
+    sys.stdout.write("\n[engine] %s\n" % text)
+
+
+# -- a dead worker is replaced --------------------------------------------------------------
+
+
+def test_kill_9_worker_under_load_is_replaced(spawn, load):
+    threads = 2
+    server = spawn("--processes", "2", "--threads", str(threads)).wait_ready()
+    before = set(server.wait_workers(2))
+    traffic = load(server.sock, clients=4)
+    wait_until(lambda: traffic.pids() >= before, what="both workers answering")
+    victim = min(before)
+    killed_at = time.monotonic()
+    os.kill(victim, signal.SIGKILL)
+    replacement = set(server.wait_workers(2, exclude=[victim])) - before
+    wait_until(lambda: traffic.pids() & replacement, what="the replacement answering")
+    served_at = traffic.first_answer_from(replacement)
+    time.sleep(0.3)  # more traffic on the new pair of workers
+    settled = time.monotonic()
+    time.sleep(0.3)
+    traffic.stop()
+    report("kill -9 under load: %d requests answered, %d failed %r; replacement %r answered "
+           "%.0f ms after the kill" % (len(traffic.answers), len(traffic.failures),
+                                      [f[2] for f in traffic.failures], sorted(replacement),
+                                      (served_at - killed_at) * 1000))
+    # Only connections the killed worker had accepted (one per thread at most) may fail,
+    # and only requests that were already under way when it died.
+    assert len(traffic.failures) <= threads, traffic.failures
+    assert all(started <= killed_at + 0.05 for started, _, _ in traffic.failures), (
+        traffic.failures)
+    assert victim not in traffic.pids(since=settled)
+    assert traffic.pids(since=settled) == set(server.workers())
+    assert any("worker %d was killed by signal 9; starting a new one" % victim in line
+               for line in output_lines(server.text()))
+
+
+# -- SIGHUP: reload ---------------------------------------------------------------------
+
+
+def test_sighup_under_load_no_request_fails(spawn, load):
+    server = spawn("--processes", "2", "--threads", "2").wait_ready()
+    old = set(server.wait_workers(2))
+    traffic = load(server.sock, clients=4)
+    wait_until(lambda: traffic.pids() >= old, what="both workers answering")
+    server.mark()
+    hup = time.monotonic()
+    server.signal(signal.SIGHUP)
+    new = set(server.wait_workers(2, exclude=old))  # every old worker has exited
+    old_gone = time.monotonic()
+    wait_until(lambda: traffic.pids() >= new, what="both new workers answering")
+    first_new = traffic.first_answer_from(new)
+    time.sleep(0.2)
+    traffic.stop()
+    report("SIGHUP under load: %d requests, %d failed; first answer from a new worker after "
+           "%.0f ms, old workers gone after %.0f ms" % (
+               len(traffic.answers), len(traffic.failures), (first_new - hup) * 1000,
+               (old_gone - hup) * 1000))
+    assert traffic.failures == []
+    assert len(traffic.answers) > 100
+    assert server.process.poll() is None
+    lines = server.new_lines()
+    assert sum("replaced by worker" in line for line in lines) == 2, lines
+    assert all(not alive(pid) for pid in old)
+
+
+APP_SOURCE = '''import os
+
+VALUE = %r
+
+
+def application(environ, start_response):
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [("%%s %%d" %% (VALUE, os.getpid())).encode()]
+'''
+
+
+def _value_and_pid(server):
+    response = server.request("/")
+    assert response.status_code == 200, response
+    value, pid = response.body.decode().rsplit(" ", 1)
+    server.known.add(int(pid))
+    return value, int(pid)
+
+
+def test_sighup_imports_the_app_afresh(tmp, spawn):
+    source = tmp / "reloadme.py"
+    source.write_text(APP_SOURCE % "first")
+    server = spawn("--processes", "1", "--threads", "2", app="reloadme", app_dir=tmp)
+    server.wait_ready()
+    value, old = _value_and_pid(server)
+    assert value == "first"
+    source.write_text(APP_SOURCE % "second version")  # another size: no stale .pyc either
+    hup = time.monotonic()
+    server.signal(signal.SIGHUP)
+    # Every request made meanwhile must succeed (the helper asserts 200).  Until
+    # the old worker notices its SIGTERM (one TICK at most) both generations
+    # answer, each with its own code.
+    answers = []
+    deadline = time.monotonic() + WAIT
+    while alive(old) or not answers or answers[-1][0] != "second version":
+        assert time.monotonic() < deadline, answers[-5:]
+        answers.append(_value_and_pid(server) + (time.monotonic(),))
+    new = {pid for value, pid, _ in answers if value == "second version"}
+    assert len(new) == 1 and old not in new
+    assert {(value, pid) for value, pid, _ in answers} <= {("first", old)} | {
+        ("second version", pid) for pid in new}
+    first_new = min(t for value, _, t in answers if value == "second version")
+    overlap = sum(value == "first" and t > first_new for value, _, t in answers)
+    report("SIGHUP: new code served %.0f ms after the signal; %d answers from the old code "
+           "came after the first from the new" % ((first_new - hup) * 1000, overlap))
+    assert server.wait_workers(1, exclude=[old]) == sorted(new)
+    for _ in range(5):
+        assert _value_and_pid(server) == ("second version", min(new))
+
+
+def test_sighup_with_broken_app_keeps_old_workers(tmp, spawn):
+    source = tmp / "reloadme.py"
+    source.write_text(APP_SOURCE % "good")
+    server = spawn("--processes", "2", "--threads", "2", app="reloadme", app_dir=tmp)
+    server.wait_ready()
+    old = set(wait_serving(server, 2))  # both have imported the good code
+    server.mark()
+    source.write_text(APP_SOURCE % "broken" + "\nVALUE = (\n")
+    server.signal(signal.SIGHUP)
+    server.wait_log("reload failed")
+    # The new workers are gone, the old ones are still there and still serve.
+    wait_until(lambda: set(server.workers()) == old,
+               what=lambda: "only the old workers %r left (now %r); log:\n%s"
+               % (sorted(old), server.workers(), server.text()))
+    for _ in range(10):
+        value, pid = _value_and_pid(server)
+        assert value == "good" and pid in old
+    lines = server.new_lines()
+    assert sum("reload failed: " in line for line in lines) == 1, lines
+    assert any("syntax error" in line and "reloadme" in line for line in lines), lines
+    # Fixed: the next SIGHUP loads it (the failed generation left nothing behind).
+    source.write_text(APP_SOURCE % "fixed at last")
+    server.signal(signal.SIGHUP)
+    wait_until(lambda: _value_and_pid(server)[0] == "fixed at last", what="the fixed app")
+    server.wait_workers(2, exclude=old)
+
+
+def test_sighup_with_broken_app_reports_the_cause_once(tmp, spawn):
+    source = tmp / "reloadme.py"
+    source.write_text(APP_SOURCE % "good")
+    server = spawn("--processes", "2", "--threads", "1", app="reloadme", app_dir=tmp)
+    server.wait_ready()
+    wait_serving(server, 2)  # both have imported the good code
+    server.mark()
+    source.write_text("VALUE = (\n")
+    server.signal(signal.SIGHUP)
+    server.wait_log("reload failed")
+    wait_until(lambda: len(server.workers()) == 2, what="the failed workers gone")
+    time.sleep(0.3)  # a second worker's line, if any, would be written by now
+    lines = [line for line in server.new_lines() if " ERROR: " in line]
+    # One line with the cause, one saying the running workers carry on.
+    assert sum("syntax error" in line for line in lines) == 1, lines
+    assert len(lines) == 2, lines
+
+
+# -- SIGTERM, SIGINT, SIGQUIT -------------------------------------------------------------
+
+
+def _refused(path):
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        try:
+            sock.connect(path)
+        except (FileNotFoundError, ConnectionRefusedError):
+            return True
+    return False
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_graceful_stop_finishes_the_request_in_flight(spawn, signum):
+    server = spawn("--processes", "1", "--threads", "2").wait_ready()
+    [worker] = server.wait_workers(1)
+    slow = InFlight(server.sock, "/sleep", "t=2")
+    signalled = time.monotonic()
+    server.signal(signum)
+    status = server.wait_exit(timeout=4.0)
+    stopped = time.monotonic() - signalled
+    slow.result()
+    report("%s with /sleep?t=2 in flight: master exited %.2f s after the signal"
+           % (signal.Signals(signum).name, stopped))
+    assert slow.error is None and slow.response.status_code == 200, (slow.error, slow.response)
+    assert int(slow.response.body) == worker
+    assert status == 0, server.text()
+    assert stopped < 3.0
+    assert not os.path.exists(server.sock)
+    assert _refused(server.sock)
+    assert not alive(worker)
+
+
+def test_sigterm_kills_a_request_longer_than_graceful_timeout(spawn):
+    server = spawn("--processes", "1", "--threads", "2", "--graceful-timeout", "1").wait_ready()
+    [worker] = server.wait_workers(1)
+    slow = InFlight(server.sock, "/sleep", "t=5")
+    signalled = time.monotonic()
+    server.signal(signal.SIGTERM)
+    status = server.wait_exit(timeout=4.0)
+    stopped = time.monotonic() - signalled
+    slow.result()
+    report("SIGTERM, --graceful-timeout 1, /sleep?t=5: master exited after %.2f s, the request "
+           "ended after %.2f s with %r" % (stopped, slow.ended - signalled, slow.error))
+    assert slow.response is None and isinstance(slow.error, fc.FastCGIClientError)
+    assert 0.9 <= stopped < 2.5
+    assert slow.ended - signalled < 2.5
+    assert status == 0
+    assert not alive(worker)
+    assert not os.path.exists(server.sock)
+
+
+def test_sigquit_stops_at_once(spawn):
+    server = spawn("--processes", "2", "--threads", "2").wait_ready()
+    workers = server.wait_workers(2)
+    slow = InFlight(server.sock, "/sleep", "t=3")
+    signalled = time.monotonic()
+    server.signal(signal.SIGQUIT)
+    server.wait_exit(timeout=3.0)
+    stopped = time.monotonic() - signalled
+    slow.result()
+    report("SIGQUIT: master exited after %.2f s" % stopped)
+    assert stopped < 1.0
+    assert slow.response is None and slow.ended - signalled < 1.0
+    assert not any(alive(pid) for pid in workers)
+    assert not os.path.exists(server.sock)
+    assert "SIGQUIT: stopping now" in server.text()
+
+
+# -- --timeout, --max-requests ---------------------------------------------------------------
+
+
+def test_timeout_kills_and_replaces_the_worker(spawn):
+    server = spawn("--processes", "1", "--threads", "2", "--timeout", "1").wait_ready()
+    [worker] = server.wait_workers(1)
+    server.mark()
+    slow = InFlight(server.sock, "/sleep", "t=5")
+    # While the slow request runs, the worker's other thread answers.
+    for _ in range(5):
+        assert server.pid_of_answer() == worker
+        time.sleep(0.05)
+    lines = server.wait_log("--timeout", timeout=3.0)
+    killed_after = time.monotonic() - slow.started
+    [line] = [line for line in lines if "--timeout" in line]
+    assert "worker %d" % worker in line and " ERROR: " in line, line
+    slow.result(timeout=3.0)
+    assert slow.response is None and slow.ended - slow.started < 3.0, slow.error
+    [replacement] = server.wait_workers(1, exclude=[worker])
+    for _ in range(5):
+        assert server.pid_of_answer() == replacement
+    assert server.request("/echo").json()["pid"] == replacement
+    report("--timeout 1: worker killed %.2f s after the request began" % killed_after)
+    assert 1.0 <= killed_after < 2.5
+    assert not alive(worker)
+
+
+def _runs(pids):
+    """[(pid, how many answers in a row)]."""
+    runs = []
+    for pid in pids:
+        if runs and runs[-1][0] == pid:
+            runs[-1][1] += 1
+        else:
+            runs.append([pid, 1])
+    return runs
+
+
+def test_max_requests_recycles_the_worker(spawn):
+    server = spawn("--processes", "1", "--threads", "1", "--max-requests", "20").wait_ready()
+    [first] = server.wait_workers(1)
+    pids = []
+    deadline = time.monotonic() + WAIT
+    while len(set(pids)) < 2:  # every request must succeed: pid_of_answer asserts 200
+        assert time.monotonic() < deadline, "no recycling after %d requests" % len(pids)
+        pids.append(server.pid_of_answer())
+        time.sleep(0.01)
+    for _ in range(10):
+        pids.append(server.pid_of_answer())
+    runs = _runs(pids)
+    report("--max-requests 20, a request every ~10 ms: answers per worker %r" % runs)
+    assert runs[0][0] == first and runs[0][1] >= 20
+    assert len(runs) == 2 and runs[1][0] != first
+    assert "worker %d served --max-requests" % first in server.text()
+    wait_until(lambda: not alive(first), what="the recycled worker gone")
+
+
+def test_max_requests_is_about_n_under_back_to_back_requests(spawn):
+    server = spawn("--processes", "1", "--threads", "1", "--max-requests", "20").wait_ready()
+    [first] = server.wait_workers(1)
+    pids = []
+    deadline = time.monotonic() + WAIT
+    while len(set(pids)) < 2 and time.monotonic() < deadline:
+        pids.append(server.pid_of_answer())
+    runs = _runs(pids)
+    report("--max-requests 20, back-to-back requests: answers per worker %r" % runs[:3])
+    assert runs[0][0] == first
+    assert 20 <= runs[0][1] <= 25, runs[0]
+
+
+# -- the master is gone ------------------------------------------------------------------
+
+
+def test_workers_exit_when_the_master_is_killed(spawn):
+    server = spawn("--processes", "2", "--threads", "2").wait_ready()
+    workers = wait_serving(server, 2)  # both ready: none is still booting
+    os.kill(server.pid, signal.SIGKILL)
+    server.wait_exit()
+    killed = time.monotonic()
+    wait_until(lambda: not any(alive(pid) for pid in workers), timeout=2.5,
+               what="the orphaned workers exiting")
+    report("master SIGKILLed: workers gone after %.2f s" % (time.monotonic() - killed))
+    assert server.text().count("the master process is gone; stopping") == 2
+
+
+SLOW_BOOT = """import time
+
+time.sleep(1.0)
+
+from probe import application
+"""
+
+
+def test_worker_booting_when_the_master_is_killed_exits_quietly(tmp, spawn):
+    (tmp / "slowboot.py").write_text(SLOW_BOOT)
+    server = spawn("--processes", "1", "--threads", "2", app="slowboot", app_dir=tmp,
+                   env=clean_environ(PYTHONPATH=str(APPS)))
+    [worker] = server.wait_workers(1)  # forked: importing the app takes a second
+    os.kill(server.pid, signal.SIGKILL)
+    server.wait_exit()
+    wait_until(lambda: not alive(worker), timeout=3.0, what="the orphaned worker exiting")
+    text = server.text()
+    assert "Traceback" not in text and " ERROR: " not in text, text
+    assert "the master process is gone" in text, text
+
+
+# -- how many threads serve ------------------------------------------------------------------
+
+
+def _concurrent_sleeps(server, count=4, seconds=0.5):
+    barrier = threading.Barrier(count + 1)
+    results = []
+
+    def one():
+        barrier.wait()
+        results.append(fc.request(server.sock, fc.http_params("/sleep", "t=%g" % seconds),
+                                  timeout=10))
+
+    threads = [threading.Thread(target=one, daemon=True) for _ in range(count)]
+    for thread in threads:
+        thread.start()
+    barrier.wait()
+    began = time.monotonic()
+    for thread in threads:
+        thread.join(10)
+    took = time.monotonic() - began
+    assert len(results) == count and all(r.status_code == 200 for r in results), results
+    return took
+
+
+def test_runners_join_when_requests_block(spawn):
+    wide = spawn("--processes", "1", "--threads", "4")
+    narrow = spawn("--processes", "1", "--threads", "1")
+    for server in (wide, narrow):
+        server.wait_ready()
+        server.pid_of_answer()  # warm
+    parallel = _concurrent_sleeps(wide)
+    serial = _concurrent_sleeps(narrow)
+    report("4 x /sleep?t=0.5: %.3f s with --threads 4, %.3f s with --threads 1"
+           % (parallel, serial))
+    assert parallel < 0.8  # four runners: the sleeps overlap
+    assert 1.95 <= serial < 3.0  # one thread: one after another
+
+
+# -- start-up -------------------------------------------------------------------------
+
+
+BROKEN_APP = 'raise RuntimeError("boom at import")\n'
+
+
+@pytest.mark.parametrize("app, cause, processes", [
+    ("no_such_module_xyz", "no module named 'no_such_module_xyz'", "1"),
+    ("no_such_module_xyz", "no module named 'no_such_module_xyz'", "3"),
+    ("boom", "RuntimeError: boom at import", "3"),
+])
+def test_app_that_fails_to_load_one_line_status_2(tmp, app, cause, processes):
+    (tmp / "boom.py").write_text(BROKEN_APP)
+    daemon = fastcgi(tmp, "--processes", processes, app=app, app_dir=tmp)
+    try:
+        status = daemon.wait_exit(timeout=WAIT)
+        lines = output_lines(daemon.text())
+    finally:
+        daemon.kill()
+    assert status == 2
+    assert len(lines) == 1, lines
+    assert repr(app) in lines[0] and cause in lines[0] and " ERROR: " in lines[0], lines
+    assert not os.path.exists(daemon.sock)
+
+
+def test_pid_file_written_and_removed(tmp, spawn):
+    pid_file = tmp / "run" / "gw.pid"
+    pid_file.parent.mkdir()
+    server = spawn("--processes", "1", "--threads", "1", "--pid-file", str(pid_file))
+    server.wait_ready()
+    assert pid_file.read_text() == "%d\n" % server.pid
+    server.signal(signal.SIGTERM)
+    assert server.wait_exit() == 0
+    assert not pid_file.exists()
