@@ -17,6 +17,9 @@ Template syntax, deliberately tiny:
     the line ``text`` is kept only when ``flag`` holds: ``root`` (mounted
     at ``/``), ``prefix`` (mounted below it), ``unix`` or ``tcp`` (the kind
     of ``--bind``).  ``#?!flag`` keeps a line when the flag does not hold.
+``#@backend text``
+    (balancer snippets) the line ``text`` once per ``--backends`` address,
+    with ``{{backend}}``, ``{{backend_host}}`` and ``{{backend_port}}``.
 """
 
 import os
@@ -109,7 +112,10 @@ def _bind_values(bind):
         flags.add("unix")
         values["socket_path"] = address.path
         values["nginx_backend"] = "unix:" + address.path
-        values["apache_backend"] = "unix:%s|{scheme}://localhost/" % address.path
+        # Apache names its connection pools by the URL after "|": one name per
+        # socket, or a second application would share the first one's socket.
+        values["apache_backend"] = "unix:%s|{scheme}://%s/" % (address.path,
+                                                             _pool_name(address.path))
         values["lighttpd_backend"] = '"socket" => "%s"' % address.path
     elif address.kind == "tcp":
         flags.add("tcp")
@@ -122,6 +128,32 @@ def _bind_values(bind):
     else:
         raise ConfigError("--bind %s: a snippet needs unix:PATH or HOST:PORT" % bind)
     return values, flags
+
+
+def _pool_name(path):
+    """A host name for Apache's ``unix:PATH|fcgi://NAME/``, unique per socket path."""
+    name = re.sub(r"[^a-z0-9.-]+", "-", path.lower()).strip("-.") or "socket"
+    if len(name) > 60:
+        import hashlib
+
+        name = "gateways-" + hashlib.sha1(path.encode()).hexdigest()[:16]  # noqa: S324
+    return name
+
+
+def _bin_path(gateways, values):
+    """The command lighttpd's ``bin-path`` runs: split at spaces, no quotes understood."""
+    parts = [gateways, "fastcgi", values["app"]]
+    if values.get("app_dir"):
+        parts += [BY_NAME["app_dir"].flag, values["app_dir"]]
+    parts += [BY_NAME["processes"].flag, str(values["processes"]),
+              BY_NAME["threads"].flag, str(values["threads"])]
+    for part in parts:
+        if not part or any(c.isspace() or c in "'\"" for c in part):
+            raise ConfigError(
+                "lighttpd's bin-path splits its command at spaces and knows no quotes: %r "
+                "cannot be passed; write a script with 'gateways cgi-script' and give its "
+                "path to bin-path instead" % part)
+    return " ".join(parts)
 
 
 def _flag(name, value):
@@ -163,6 +195,7 @@ def values_for(server, gateway, **given):
         values["apache_backend"] = values["apache_backend"].replace("{scheme}", scheme)
     values["unit"] = _unit_name(values["app"])
     values["location"] = prefix or "/"
+    values["lighttpd_root_fix"] = "" if prefix else ', "fix-root-scriptname" => "enable"'
     values["prefix_slash"] = prefix + "/"
     values["prefix_regex"] = re.escape(prefix)
     values["python"] = values["python"] or sys.executable
@@ -176,6 +209,8 @@ def values_for(server, gateway, **given):
         values["command"] = daemon_command(values["gateways"], protocol, values)
         values["spawn_command"] = daemon_command(values["gateways"], protocol, values,
                                                  bind=False)
+        if gateway == "fastcgi-spawn":
+            values["bin_path"] = _bin_path(values["gateways"], values)
     if gateway == "balancer":
         backends = [b.strip() for b in str(values["backends"]).split(",") if b.strip()]
         values["backend_list"] = backends
@@ -231,11 +266,11 @@ def _expand_backends(text, values):
         if "#@backend" not in line:
             out.append(line)
             continue
-        line = line.replace("#@backend", "").rstrip()
-        for number, backend in enumerate(values["backend_list"], 1):
+        line = line.replace("#@backend ", "", 1).rstrip()
+        for backend in values["backend_list"]:
             host, _, port = backend.rpartition(":")
             out.append(line.replace("{{backend}}", backend).replace("{{backend_host}}", host)
-                       .replace("{{backend_port}}", port).replace("{{n}}", str(number)))
+                       .replace("{{backend_port}}", port))
     return "\n".join(out) + "\n"
 
 
@@ -245,16 +280,27 @@ def split_nginx(text):
     return (head, tail) if sep else ("", text)
 
 
+def sample_name(server, gateway):
+    """The file under conf/ that holds the sample of a snippet."""
+    special = {"socket": "myapp-fastcgi.socket", "service": "myapp-fastcgi.service",
+               "cgi-htaccess": "cgi.htaccess"}
+    return "%s/%s" % (server, special.get(gateway, gateway + ".conf"))
+
+
+def rst_snippets():
+    """The list of snippets for README.rst: command, file, purpose."""
+    lines = []
+    for server, gateway in sorted(SNIPPETS):
+        lines.append("``gateways conf %s %s``" % (server, gateway))
+        lines.append("    ``conf/%s``: %s." % (sample_name(server, gateway),
+                                              SNIPPETS[(server, gateway)]))
+    return "\n".join(lines) + "\n"
+
+
 def sample_files():
     """``{relative path under conf/: text}`` for the committed samples."""
-    files = {}
-    for server, gateway in sorted(SNIPPETS):
-        name = {"socket": "myapp-fastcgi.socket", "service": "myapp-fastcgi.service"}.get(
-            gateway, gateway + ".conf")  # the unit names SAMPLE["app"] gives
-        if gateway == "cgi-htaccess":
-            name = "cgi.htaccess"
-        files["%s/%s" % (server, name)] = render(server, gateway)
-    return files
+    return {sample_name(server, gateway): render(server, gateway)
+            for server, gateway in sorted(SNIPPETS)}
 
 
 # -- command line -------------------------------------------------------------------

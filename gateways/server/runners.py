@@ -33,6 +33,7 @@ taken only when a thread changes role).
 
 import _socket
 import errno
+import struct
 import threading
 import time
 
@@ -40,6 +41,22 @@ DELAY = 0.002  # a runner on one connection for this long may be blocked
 IDLE_POLL = 0.01  # how often the scout looks while no runner is busy
 
 SPARE, SCOUT, RUNNER = "spare", "scout", "runner"
+
+
+def _timeval(seconds):
+    whole = int(seconds)
+    return struct.pack("ll", whole, int((seconds - whole) * 1e6))
+
+
+def set_timeouts(sock, receive, send):
+    """SO_RCVTIMEO and SO_SNDTIMEO, in seconds.
+
+    A blocked ``recv``/``accept`` then returns ``BlockingIOError`` after
+    ``receive`` seconds without a poll() per call: that is how threads notice
+    a stop, an idle kept-alive connection and a stalled peer.
+    """
+    sock.setsockopt(_socket.SOL_SOCKET, _socket.SO_RCVTIMEO, _timeval(receive))
+    sock.setsockopt(_socket.SOL_SOCKET, _socket.SO_SNDTIMEO, _timeval(send))
 
 
 class Runners:
@@ -147,6 +164,12 @@ class Runners:
         handle = self.handlers[index]
         started = self.started
         log = self.worker.log
+        # Accepted TCP sockets inherit the listener's timeouts; unix ones do not.
+        timeouts = None
+        if family == _socket.AF_UNIX:
+            timeouts = (_timeval(self.tick), _timeval(self.worker.write_timeout))
+        setsockopt, level = _socket.socket.setsockopt, _socket.SOL_SOCKET
+        rcvtimeo, sndtimeo = _socket.SO_RCVTIMEO, _socket.SO_SNDTIMEO
         while not self.worker.stopping:
             started[index] = 0.0
             try:
@@ -163,6 +186,9 @@ class Runners:
                 continue
             started[index] = time.monotonic()
             conn = _socket.socket(family, kind, 0, fd)
+            if timeouts is not None:
+                setsockopt(conn, level, rcvtimeo, timeouts[0])
+                setsockopt(conn, level, sndtimeo, timeouts[1])
             try:
                 handle(conn, address)
             except Exception:

@@ -12,7 +12,8 @@ busy.  There is no queue, no hand-off between threads, and no lock on the
 request path.
 
 Every listening socket carries ``SO_RCVTIMEO`` = ``TICK`` and ``SO_SNDTIMEO``
-= the read timeout; accepted sockets inherit both.  So a thread blocked in
+= the read timeout; accepted TCP sockets inherit both, accepted unix sockets
+are given them (Linux makes those at connect() time, not from the listener).  So a thread blocked in
 ``accept()`` or ``recv()`` wakes at least every ``TICK`` seconds with
 ``BlockingIOError`` to look at the stop flag and at how long its peer has
 stalled, without a poll() call per request; a peer that stops reading our
@@ -37,11 +38,10 @@ import os
 import random
 import select
 import signal
-import socket
 import struct
 import time
 
-from gateways.server.runners import Runners
+from gateways.server.runners import Runners, set_timeouts
 
 TICK = 0.5
 BOOT_ERROR = 3  # worker exit status: the application could not be loaded
@@ -79,14 +79,6 @@ class ThreadState:
     @property
     def stopping(self):
         return self.worker.stopping
-
-
-def set_timeouts(sock, receive, send):
-    """SO_RCVTIMEO/SO_SNDTIMEO in seconds (inherited by accepted sockets on Linux)."""
-    for option, value in ((socket.SO_RCVTIMEO, receive), (socket.SO_SNDTIMEO, send)):
-        whole = int(value)
-        timeval = struct.pack("ll", whole, int((value - whole) * 1e6))
-        sock.setsockopt(socket.SOL_SOCKET, option, timeval)
 
 
 def keep_freed_memory(limit=64 * 1024 * 1024):

@@ -177,6 +177,11 @@ def probe(environ, start_response):
 application = validator(probe)
 
 
+def create_app():
+    """A factory, for APP strings like ``probe:create_app()``."""
+    return application
+
+
 if __name__ == "__main__":  # a cgi-bin script when run directly
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     from gateways.cgi import run
