@@ -17,7 +17,7 @@ TOO_LARGE = "413 Content Too Large"
 
 
 class BaseHandler:
-    """Per-thread handler; subclasses set ``gateway`` and implement ``serve``."""
+    """Per-thread handler; subclasses set ``gateway`` and define ``serve(sock, address)``."""
 
     gateway = None
 
@@ -54,9 +54,6 @@ class BaseHandler:
             self.serve(sock, address)
         finally:
             self.state.end()  # a no-op unless the connection broke mid-request
-
-    def serve(self, sock, address):
-        raise NotImplementedError  # pragma: no cover - every protocol defines it
 
     def begin(self, params):
         """A request's meta-variables arrived: ``(body, rejection status or None)``."""

@@ -449,6 +449,10 @@ class Master:
         return self.status
 
     def _cleanup(self):
+        # A late SIGTERM (a web server stopping us twice) must not kill the
+        # interpreter while it exits: the exit status stays what it is.
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            signal.signal(signum, signal.SIG_IGN)
         for listener in self.listeners:
             listener.close(remove=not listener.inherited)
         if self.pid_file:
