@@ -131,50 +131,59 @@ def decode_environ(mapping):
     return out
 
 
-def build_environ(
-    env,
-    wsgi_input,
-    errors,
-    *,
-    multithread,
-    multiprocess,
-    run_once,
-    gateway,
-    mount=None,
-    iis=False,
-    file_wrapper=None,
-    input_terminated=True,
-):
-    """Complete ``env`` (a dict of latin-1 str meta-variables) into a WSGI environ.
+class EnvironBuilder:
+    """Builds the environs of one gateway: what never changes is computed once.
 
-    ``env`` is changed in place and returned: the gateways hand over a dict
-    they built for this request alone.  ``gateway`` names the gateway in
-    ``gateways.gateway`` (the demo application shows it).
+    ``gateway`` names the gateway in ``gateways.gateway`` (the demo
+    application shows it); ``mount`` is an explicit SCRIPT_NAME from
+    :func:`normalize_mount`; ``iis`` undoes IIS's PATH_INFO quirk.
     """
-    for key in DROPPED:
-        if key in env:
-            del env[key]
-    env.setdefault("REQUEST_METHOD", "GET")
-    env.setdefault("QUERY_STRING", "")
-    if "SERVER_NAME" not in env:
-        env["SERVER_NAME"] = _host_name(env.get("HTTP_HOST") or "localhost")
-    env.setdefault("SERVER_PORT", "80")
-    env.setdefault("SERVER_PROTOCOL", "HTTP/1.0")
-    if env.get("CONTENT_LENGTH") == "":
-        del env["CONTENT_LENGTH"]
-    fix_paths(env, mount, iis)
-    env["wsgi.version"] = (1, 0)
-    env["wsgi.url_scheme"] = "https" if env.get("HTTPS") in _HTTPS_ON else "http"
-    env["wsgi.input"] = wsgi_input
-    env["wsgi.errors"] = errors
-    env["wsgi.multithread"] = multithread
-    env["wsgi.multiprocess"] = multiprocess
-    env["wsgi.run_once"] = run_once
-    env["wsgi.input_terminated"] = input_terminated
-    if file_wrapper is not None:
-        env["wsgi.file_wrapper"] = file_wrapper
-    env["gateways.gateway"] = gateway
-    return env
+
+    __slots__ = ("constants", "mount", "iis")
+
+    def __init__(self, *, multithread, multiprocess, run_once, gateway, mount=None, iis=False,
+                 file_wrapper=None):
+        self.constants = {
+            "wsgi.version": (1, 0),
+            "wsgi.multithread": multithread,
+            "wsgi.multiprocess": multiprocess,
+            "wsgi.run_once": run_once,
+            "gateways.gateway": gateway,
+        }
+        if file_wrapper is not None:
+            self.constants["wsgi.file_wrapper"] = file_wrapper
+        self.mount = mount
+        self.iis = iis
+
+    def build(self, env, wsgi_input, errors, input_terminated=True):
+        """Complete ``env`` (a dict of latin-1 str meta-variables) into a WSGI environ.
+
+        ``env`` is changed in place and returned: the gateways hand over a dict
+        they built for this request alone.
+        """
+        for key in DROPPED:
+            if key in env:
+                del env[key]
+        env.setdefault("REQUEST_METHOD", "GET")
+        env.setdefault("QUERY_STRING", "")
+        if "SERVER_NAME" not in env:
+            env["SERVER_NAME"] = _host_name(env.get("HTTP_HOST") or "localhost")
+        env.setdefault("SERVER_PORT", "80")
+        env.setdefault("SERVER_PROTOCOL", "HTTP/1.0")
+        if env.get("CONTENT_LENGTH") == "":
+            del env["CONTENT_LENGTH"]
+        fix_paths(env, self.mount, self.iis)
+        env.update(self.constants)
+        env["wsgi.url_scheme"] = "https" if env.get("HTTPS") in _HTTPS_ON else "http"
+        env["wsgi.input"] = wsgi_input
+        env["wsgi.errors"] = errors
+        env["wsgi.input_terminated"] = input_terminated
+        return env
+
+
+def build_environ(env, wsgi_input, errors, *, input_terminated=True, **options):
+    """One environ (the CGI gateway builds just one): see :class:`EnvironBuilder`."""
+    return EnvironBuilder(**options).build(env, wsgi_input, errors, input_terminated)
 
 
 class LimitedInput:

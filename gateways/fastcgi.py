@@ -83,10 +83,10 @@ class ErrorStream:
 class Transport:
     """The response side of one connection (see :mod:`gateways.response`)."""
 
-    __slots__ = ("sock", "conn", "errors", "active", "broken", "aborted", "handler")
+    __slots__ = ("channel", "conn", "errors", "active", "broken", "aborted", "handler")
 
-    def __init__(self, sock, conn, handler):
-        self.sock = sock
+    def __init__(self, channel, conn, handler):
+        self.channel = channel
         self.conn = conn
         self.handler = handler
         self.errors = None
@@ -94,9 +94,16 @@ class Transport:
         self.broken = False
         self.aborted = False
 
+    def reset(self, channel, conn):
+        """Serve a new connection (or none)."""
+        self.channel = channel
+        self.conn = conn
+        self.active = self.broken = self.aborted = False
+        self.errors.pending = []
+
     def _sendall(self, data):
         try:
-            self.sock.sendall(data)
+            self.channel.sendall(data)
         except OSError as exc:
             self.broken = True
             raise ClientDisconnected(str(exc)) from exc
@@ -124,14 +131,14 @@ class Transport:
         self.active = False
         if self.errors.pending:
             try:
-                self.sock.sendall(self.conn.stderr(self.errors.take()))
+                self.channel.sendall(self.conn.stderr(self.errors.take()))
             except OSError:
                 pass
 
     def _check_abort(self):
         """Between streamed chunks: has the web server sent FCGI_ABORT_REQUEST?"""
         try:
-            data = self.sock.recv(RECV_SIZE, socket.MSG_DONTWAIT)
+            data = self.channel.recv_ready(RECV_SIZE)
         except BlockingIOError:
             return
         except OSError as exc:
@@ -164,20 +171,26 @@ class ConnectionHandler(BaseHandler):
         self.keepalive_timeout = config.keepalive_timeout
         self.max_conns = config.processes * config.threads
         self.allowed = allowed_addresses(os.environ.get("FCGI_WEB_SERVER_ADDRS"))
+        # One transport per thread, reset for each connection it serves.
+        self.transport = Transport(None, None, self)
+        self.transport.errors = ErrorStream(self.transport, self.errors)
 
-    def serve(self, sock, address):
-        if self.allowed is not None and sock.family in _INET and address[0] not in self.allowed:
+    def serve(self, channel, address):
+        if self.allowed is not None and channel.family in _INET and address[0] not in self.allowed:
             self.log.warning("FastCGI: refused a connection from %s: not in "
                              "FCGI_WEB_SERVER_ADDRS", address[0])
             return
         conn = Connection(self.max_header_size, self.max_params, self.max_conns, self.max_conns)
-        transport = Transport(sock, conn, self)
-        transport.errors = ErrorStream(transport, self.errors)
-        self._serve(sock, conn, transport)
+        transport = self.transport
+        transport.reset(channel, conn)
+        try:
+            self._serve(channel, conn, transport)
+        finally:
+            transport.reset(None, None)
 
-    def _serve(self, sock, conn, transport):
+    def _serve(self, channel, conn, transport):
         state = self.state
-        recv = sock.recv
+        recv = channel.recv
         waited = 0.0
         served = False
         params = body = reject = None
@@ -239,7 +252,7 @@ class ConnectionHandler(BaseHandler):
                         return
             if conn.outgoing:
                 try:
-                    sock.sendall(conn.outgoing)
+                    channel.sendall(conn.outgoing)
                 except OSError:
                     return
                 conn.outgoing = b""

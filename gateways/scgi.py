@@ -33,15 +33,15 @@ RECV_SIZE = 65536
 class Transport:
     """The response side of an SCGI connection: raw CGI-format bytes."""
 
-    __slots__ = ("sock", "broken")
+    __slots__ = ("channel", "broken")
 
-    def __init__(self, sock):
-        self.sock = sock
+    def __init__(self, channel):
+        self.channel = channel
         self.broken = False
 
     def send(self, data):
         try:
-            self.sock.sendall(data)
+            self.channel.sendall(data)
         except OSError as exc:
             self.broken = True
             raise ClientDisconnected(str(exc)) from exc
@@ -58,11 +58,12 @@ class ConnectionHandler(BaseHandler):
 
     gateway = "SCGI"
 
-    def serve(self, sock, address):
-        self._serve(sock, SCGIRequestParser(self.max_header_size, self.max_params), self.state)
+    def serve(self, channel, address):
+        parser = SCGIRequestParser(self.max_header_size, self.max_params)
+        self._serve(channel, parser, self.state)
 
-    def _serve(self, sock, parser, state):
-        recv = sock.recv
+    def _serve(self, channel, parser, state):
+        recv = channel.recv
         waited = 0.0
         received = False
         params = body = reject = None
@@ -102,7 +103,7 @@ class ConnectionHandler(BaseHandler):
                     params = event.params
                     body, reject = self.begin(params)
                 elif kind is EndOfBody:
-                    transport = Transport(sock)
+                    transport = Transport(channel)
                     if reject is None:
                         self.run_request(params, body, self.errors, transport)
                     else:

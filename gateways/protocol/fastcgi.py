@@ -367,7 +367,14 @@ class Connection:
                 break
             pos = end + plen
             if rid == self.request_id and rid:
-                self._request_record(rtype, rid, data[start:end], events)
+                if rtype == STDIN and self._state == _STDIN:  # the body: inline, it is hot
+                    if clen:
+                        events.append(Stdin(rid, data[start:end]))
+                    else:
+                        events.append(StdinEnd(rid))
+                        self._state = _RUNNING
+                else:
+                    self._request_record(rtype, rid, data[start:end], events)
             elif rid == 0:
                 self._management_record(rtype, data[start:end])
             elif rtype == BEGIN_REQUEST:
@@ -408,7 +415,8 @@ class Connection:
                         "FCGI_PARAMS stream over %d bytes" % self.max_params_size)
                 self._params.append(content)
             else:
-                block = b"".join(self._params)
+                parts = self._params
+                block = parts[0] if len(parts) == 1 else b"".join(parts)
                 self._params = []
                 self._state = _STDIN
                 events.append(Request(rid, decode_pairs(block, self.max_params), self.keep_conn))

@@ -53,6 +53,8 @@ class Body:
             self.file.seek(0)
             return self.file
         parts = self.parts
+        if not parts:
+            return io.BytesIO()
         return io.BytesIO(parts[0] if len(parts) == 1 else EMPTY.join(parts))
 
     def close(self):

@@ -8,7 +8,7 @@ request run through :func:`gateways.environ.build_environ` and
 :func:`gateways.response.run`.
 """
 
-from gateways.environ import build_environ, normalize_mount
+from gateways.environ import EnvironBuilder, normalize_mount
 from gateways.response import FileWrapper
 from gateways.response import run as run_app
 from gateways.server.body import Body, BodyTooLarge, check_length
@@ -17,7 +17,10 @@ TOO_LARGE = "413 Content Too Large"
 
 
 class BaseHandler:
-    """Per-thread handler; subclasses set ``gateway`` and define ``serve(sock, address)``."""
+    """Per-thread handler; subclasses set ``gateway`` and define ``serve(channel, address)``.
+
+    ``channel`` is a :class:`gateways.server.channel.Channel`.
+    """
 
     gateway = None
 
@@ -27,9 +30,10 @@ class BaseHandler:
         self.errors = errors  # the server's log stream, for wsgi.errors where needed
         self.state = state
         self.debug = config.debug
-        self.mount = normalize_mount(config.script_name)
-        self.multithread = config.threads > 1
-        self.multiprocess = multiprocess
+        self.environ = EnvironBuilder(
+            multithread=config.threads > 1, multiprocess=multiprocess, run_once=False,
+            gateway=self.gateway, mount=normalize_mount(config.script_name),
+            file_wrapper=FileWrapper)
         self.read_timeout = config.read_timeout
         self.max_body = config.max_body
         self.spool_threshold = config.spool_threshold
@@ -49,9 +53,9 @@ class BaseHandler:
     def setup(self, config):
         """Read protocol-specific settings (subclass hook)."""
 
-    def __call__(self, sock, address):
+    def __call__(self, channel, address):
         try:
-            self.serve(sock, address)
+            self.serve(channel, address)
         finally:
             self.state.end()  # a no-op unless the connection broke mid-request
 
@@ -74,10 +78,7 @@ class BaseHandler:
 
     def run_request(self, params, body, errors, transport):
         """Build the environ and run the application for one request."""
-        environ = build_environ(
-            params, body.stream(), errors, multithread=self.multithread,
-            multiprocess=self.multiprocess, run_once=False, gateway=self.gateway,
-            mount=self.mount, file_wrapper=FileWrapper)
+        environ = self.environ.build(params, body.stream(), errors)
         try:
             run_app(self.app, environ, transport, self.debug)
         finally:

@@ -37,6 +37,8 @@ import struct
 import threading
 import time
 
+from gateways.server.channel import Channel
+
 DELAY = 0.002  # a runner on one connection for this long may be blocked
 IDLE_POLL = 0.01  # how often the scout looks while no runner is busy
 
@@ -164,12 +166,11 @@ class Runners:
         handle = self.handlers[index]
         started = self.started
         log = self.worker.log
-        # Accepted TCP sockets inherit the listener's timeouts; unix ones do not.
+        # Accepted TCP sockets inherit the listener's timeouts; unix ones get
+        # them from their Channel when a call would block.
         timeouts = None
         if family == _socket.AF_UNIX:
             timeouts = (_timeval(self.tick), _timeval(self.worker.write_timeout))
-        setsockopt, level = _socket.socket.setsockopt, _socket.SOL_SOCKET
-        rcvtimeo, sndtimeo = _socket.SO_RCVTIMEO, _socket.SO_SNDTIMEO
         while not self.worker.stopping:
             started[index] = 0.0
             try:
@@ -186,11 +187,8 @@ class Runners:
                 continue
             started[index] = time.monotonic()
             conn = _socket.socket(family, kind, 0, fd)
-            if timeouts is not None:
-                setsockopt(conn, level, rcvtimeo, timeouts[0])
-                setsockopt(conn, level, sndtimeo, timeouts[1])
             try:
-                handle(conn, address)
+                handle(Channel(conn, timeouts), address)
             except Exception:
                 log.exception("internal error while serving a connection on %s",
                               self.listener.name)
