@@ -32,10 +32,8 @@ from gateways.protocol import ProtocolError
 from gateways.protocol.fastcgi import Abort, Connection, Request, Stdin, StdinEnd
 from gateways.response import ClientDisconnected
 from gateways.server.body import rejection
-from gateways.server.handler import BaseHandler
-from gateways.server.workers import TICK
+from gateways.server.handler import RECV_SIZE, BaseHandler
 
-RECV_SIZE = 65536
 _INET = (socket.AF_INET, socket.AF_INET6)
 
 
@@ -191,32 +189,16 @@ class ConnectionHandler(BaseHandler):
     def _serve(self, channel, conn, transport):
         state = self.state
         recv = channel.recv
-        waited = 0.0
         served = False
         params = body = reject = None
         while True:
-            try:
-                data = recv(RECV_SIZE)
-            except BlockingIOError:  # SO_RCVTIMEO: a TICK without data
-                waited += TICK
-                if conn.request_id or conn.mid_record:
-                    if waited >= self.read_timeout:
-                        self.log.warning("FastCGI: the web server stalled for %g s in the "
-                                         "middle of a request; closing the connection", waited)
-                        return
-                elif state.stopping or waited >= (
-                        self.keepalive_timeout if served else self.read_timeout):
-                    return
-                continue
-            except OSError as exc:
-                self.log.debug("FastCGI: connection error: %s", exc)
-                return
+            data = self.receive(recv, conn.request_id or conn.mid_record,
+                                self.keepalive_timeout if served else self.read_timeout)
             if not data:
-                reason = conn.eof_reason()
+                reason = data is not None and conn.eof_reason()
                 if reason:
                     self.log.debug("FastCGI: %s", reason)
                 return
-            waited = 0.0
             try:
                 events = conn.feed(data)
             except ProtocolError as exc:

@@ -25,9 +25,6 @@ from gateways.protocol.scgi import EndOfBody, Request, SCGIRequestParser
 from gateways.response import ClientDisconnected
 from gateways.server.body import rejection
 from gateways.server.handler import BaseHandler
-from gateways.server.workers import TICK
-
-RECV_SIZE = 65536
 
 
 class Transport:
@@ -64,26 +61,12 @@ class ConnectionHandler(BaseHandler):
 
     def _serve(self, channel, parser, state):
         recv = channel.recv
-        waited = 0.0
         received = False
         params = body = reject = None
         while True:
-            try:
-                data = recv(RECV_SIZE)
-            except BlockingIOError:  # SO_RCVTIMEO: a TICK without data
-                waited += TICK
-                if state.stopping and not received:
-                    return
-                if waited >= self.read_timeout:
-                    if received:
-                        self.log.warning("SCGI: the web server stalled for %g s in the middle "
-                                         "of a request; closing the connection", waited)
-                    return
-                continue
-            except OSError as exc:
-                self.log.debug("SCGI: connection error: %s", exc)
+            data = self.receive(recv, received, self.read_timeout)
+            if data is None:
                 return
-            waited = 0.0
             try:
                 events = parser.feed(data) if data else parser.eof()
             except ProtocolError as exc:

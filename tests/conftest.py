@@ -1,19 +1,21 @@
-"""Session fixtures shared by the integration tests.
+"""Fixtures shared by the integration tests.
 
 The web servers' worker user (www-data when the tests run as root) must run
 this interpreter and read the application code: the interpreter is checked
 once, and the test applications are copied into a world-readable directory.
+The tests that start daemons themselves get a short directory for them and
+a list of what they started, killed in teardown.
 """
 
 import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
 
 import webservers
-
-APPS = Path(__file__).parent / "apps"
+from daemons import APPS
 
 
 @pytest.fixture(scope="session")
@@ -39,3 +41,20 @@ def app_dir(server_python):
         webservers.write_file(directory / source.name, source.read_bytes())
     yield directory
     shutil.rmtree(directory, ignore_errors=True)
+
+
+@pytest.fixture
+def tmp():
+    """A short directory: unix socket paths must stay below 108 bytes."""
+    path = Path(tempfile.mkdtemp(prefix="gwt-", dir="/tmp"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def started():
+    """The daemons a test started (append them): killed in teardown."""
+    daemons = []
+    yield daemons
+    for daemon in daemons:
+        daemon.kill()

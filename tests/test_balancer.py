@@ -6,11 +6,7 @@ pass that check.
 """
 
 import concurrent.futures
-import os
-import signal
-import subprocess
 import sys
-import tempfile
 
 import pytest
 
@@ -18,80 +14,78 @@ from gateways.confgen import render, split_nginx
 
 import webservers
 from behaviour import Front, FrontBehaviour, get_json
+from daemons import Daemon, clean_environ, gateways_argv, parent, stop_all
 
 pytestmark = pytest.mark.servers
 
 
-def _master(pid):
-    """The parent of a worker process: its daemon's master."""
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith("PPid:"):
-                return int(line.split()[1])
-    raise AssertionError("no PPid for %d" % pid)
-
-
 @pytest.fixture(scope="module")
-def backends(gateways_bin, app_dir):
-    daemons = []
-    for _ in range(2):
-        port = webservers.free_port()
-        log = tempfile.TemporaryFile()
-        process = subprocess.Popen(
-            [gateways_bin, "fastcgi", "probe:application", "--app-dir", str(app_dir),
-             "--bind", "127.0.0.1:%d" % port, "--processes", "1", "--threads", "4"],
-            env=dict(os.environ, FCGI_WEB_SERVER_ADDRS="127.0.0.1"), stdout=log,
-            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-        webservers.wait_for_port(port, timeout=15, process=process)
-        daemons.append((port, process))
-    yield daemons
-    for _, process in daemons:
-        process.send_signal(signal.SIGTERM)
-    for _, process in daemons:
-        assert process.wait(timeout=15) == 0
+def backends(gateways_bin, app_dir, tmp_path_factory):
+    """Two daemons on 127.0.0.1:PORT; each must exit 0 on SIGTERM at the end."""
+    directory = tmp_path_factory.mktemp("balancer")
+    daemons = {}
+    try:
+        for name in ("one", "two"):
+            daemons[name] = Daemon(
+                gateways_argv("fastcgi", "probe:application", "--app-dir", str(app_dir),
+                              gateways=gateways_bin),
+                directory, name, bind="tcp", args=["--processes", "1", "--threads", "4"],
+                env=clean_environ(FCGI_WEB_SERVER_ADDRS="127.0.0.1"))
+            daemons[name].wait_ready(needle=None)
+        yield list(daemons.values())
+    finally:
+        statuses = stop_all(daemons, timeout=15)
+    assert statuses == dict.fromkeys(daemons, 0), statuses
 
 
-@pytest.fixture(scope="module", params=["apache", "lighttpd", "nginx"])
+MOUNTS = {"apache": ("apache", "/app"), "apache-root": ("apache", ""),
+          "lighttpd": ("lighttpd", "/app"), "lighttpd-root": ("lighttpd", ""),
+          "nginx": ("nginx", "/app"), "nginx-root": ("nginx", "")}
+
+
+@pytest.fixture(scope="module", params=list(MOUNTS))
 def balanced(request, backends):
-    listed = ",".join("127.0.0.1:%d" % port for port, _ in backends)
-    text = render(request.param, "balancer", app="probe:application", prefix="/app",
+    """The balancer snippet for one front end, mounted at /app or at the root."""
+    name, mount = MOUNTS[request.param]
+    listed = ",".join(daemon.bind for daemon in backends)
+    text = render(name, "balancer", app="probe:application", prefix=mount or "/",
                   backends=listed)
-    if request.param == "apache":
+    if name == "apache":
         server = webservers.start_apache(text, modules=(
             "proxy", "proxy_fcgi", "proxy_balancer", "lbmethod_byrequests", "slotmem_shm"))
-    elif request.param == "lighttpd":
+    elif name == "lighttpd":
         server = webservers.start_lighttpd(text)
     else:
         http_part, server_part = split_nginx(text)
         server = webservers.start_nginx(server_part, http_extra=http_part)
-    yield server
+    yield Front(server.url(), mount, server, streams=True)
     server.close()
 
 
 def test_both_daemons_get_traffic(balanced, backends):
-    front = Front(balanced.url(), "/app", balanced)
+    front = balanced
 
     def served_by(_):
-        return _master(get_json(front, "/echo")["pid"])
+        return parent(get_json(front, "/echo")["pid"])  # the daemon's master
 
     # Concurrent requests: lighttpd sends each to the least busy daemon.
     with concurrent.futures.ThreadPoolExecutor(8) as pool:
         masters = list(pool.map(served_by, range(40)))
-    expected = {process.pid for _, process in backends}
+    expected = {daemon.pid for daemon in backends}
     assert set(masters) == expected, masters
 
 
 def test_snippet_tells_how_to_start_each_daemon(backends):
-    listed = ",".join("127.0.0.1:%d" % port for port, _ in backends)
+    listed = ",".join(daemon.bind for daemon in backends)
     text = render("nginx", "balancer", app="probe:application", backends=listed,
                   python=sys.executable)
-    for port, _ in backends:
+    for daemon in backends:
         assert "FCGI_WEB_SERVER_ADDRS=127.0.0.1 " in text
-        assert "--bind 127.0.0.1:%d" % port in text
+        assert "--bind %s" % daemon.bind in text
 
 
 class TestBalancedBehaviour(FrontBehaviour):
     @pytest.fixture(scope="class")
     @classmethod
     def front(cls, balanced):
-        return Front(balanced.url(), "/app", balanced, streams=True)
+        return balanced

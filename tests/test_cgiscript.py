@@ -8,8 +8,6 @@ import os
 import signal
 import stat
 import subprocess
-import sys
-import tempfile
 
 import pytest
 import requests
@@ -17,14 +15,15 @@ import requests
 from gateways.confgen import render
 
 import webservers
+from daemons import Daemon, gateways_argv
 
 APP = "probe:application"
 
 
 def gateways(*args):
     """``gateways ARGS`` from / (the installed package): (status, stdout, stderr)."""
-    result = subprocess.run([sys.executable, "-m", "gateways", *args], cwd="/",
-                            capture_output=True, text=True, timeout=60, check=False)
+    result = subprocess.run(gateways_argv(*args), cwd="/", capture_output=True, text=True,
+                            timeout=60, check=False)
     return result.returncode, result.stdout, result.stderr
 
 
@@ -103,30 +102,19 @@ def test_serves_through_lighttpd_mod_cgi(script, server_python, app_dir):
         _assert_probe_echo(requests.get(server.url("/app/echo"), timeout=30))
 
 
-def test_from_a_terminal_it_starts_the_standalone_server(script):
+def test_from_a_terminal_it_starts_the_standalone_server(script, tmp_path):
     port = webservers.free_port()
     env = {"PATH": webservers.BASE_ENV["PATH"], "GATEWAYS_BIND": "127.0.0.1:%d" % port}
-    log = tempfile.TemporaryFile()
     # No GATEWAY_INTERFACE and stdin is not a socket: what a shell gives it.
-    process = subprocess.Popen([str(script)], stdin=subprocess.DEVNULL, stdout=log,
-                               stderr=subprocess.STDOUT, env=env, cwd="/",
-                               start_new_session=True)
+    daemon = Daemon([str(script)], tmp_path, "script", address=("127.0.0.1", port), env=env,
+                    cwd="/")
     try:
-        webservers.wait_for_port(port, timeout=15, process=process)
+        daemon.wait_ready(needle=None)
         response = requests.get("http://127.0.0.1:%d/echo" % port, timeout=30)
         assert response.status_code == 200
         data = response.json()
         assert data["gateway"] == "standalone HTTP (werkzeug)"
         assert (data["script_name"], data["path_info"]) == ("", "/echo")
     finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGINT)
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
-        log.seek(0)
-        output = log.read().decode("utf-8", "replace")
-        log.close()
-    assert process.returncode in (0, -signal.SIGINT, 130), output
+        status = daemon.stop(signum=signal.SIGINT, group=True)
+    assert status in (0, -signal.SIGINT, 130), daemon.log.text()

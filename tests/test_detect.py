@@ -11,47 +11,20 @@ import hashlib
 import http.client
 import json
 import os
-import shutil
 import signal
 import socket
 import subprocess
 import sys
-import tempfile
-from pathlib import Path
 
 import pytest
-from test_engine import (
-    APPS,
-    WAIT,
-    Daemon,
-    clean_environ,
-    gateways_argv,
-    ipv6_loopback,
-    output_lines,
-    raw_request,
-    wait_until,
-)
+from test_engine import Daemon, ipv6_loopback, output_lines, raw_request
 
 from gateways.detect import CGI, FASTCGI, STANDALONE, detect, listening_socket
 
+import webservers
+from daemons import APPS, WAIT, accepting, clean_environ, gateways_argv, wait_until
+
 CGI_ENV = {"GATEWAY_INTERFACE": "CGI/1.1"}
-
-
-@pytest.fixture
-def tmp():
-    """A short directory: unix socket paths must stay below 108 bytes."""
-    path = Path(tempfile.mkdtemp(prefix="gwd-", dir="/tmp"))
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
-
-
-@pytest.fixture
-def started():
-    """Processes a test started; killed by pid in teardown."""
-    daemons = []
-    yield daemons
-    for daemon in daemons:
-        daemon.kill()
 
 
 def listening(family=socket.AF_UNIX, address=None):
@@ -173,12 +146,12 @@ def test_run_as_cgi_answers_one_request():
     assert echo["run_once"] is True
 
 
-def test_run_with_listening_socket_on_stdin_serves_fastcgi(started, tmp):
+def serves_fastcgi_on_fd_0(started, tmp, argv, **kw):
+    """``argv`` started with a listening unix socket as fd 0 (as a web server spawns
+    it) answers /echo over FastCGI there, and exits 0 on SIGTERM."""
     path = str(tmp / "spawned.sock")
     with listening(socket.AF_UNIX, path) as sock:
-        # A spawning web server may leave CGI variables around: fd 0 wins.
-        daemon = Daemon(tmp, gateways_argv("run", "probe", "--app-dir", str(APPS)), sock=path,
-                        stdin=sock.fileno(), env=clean_environ(**CGI_ENV))
+        daemon = Daemon(argv, tmp, address=path, stdin=sock.fileno(), **kw)
         started.append(daemon)
         daemon.wait_ready()
         response = raw_request(socket.AF_UNIX, path, "/echo")
@@ -186,6 +159,12 @@ def test_run_with_listening_socket_on_stdin_serves_fastcgi(started, tmp):
         assert response.json()["gateway"] == "FastCGI"
         daemon.signal(signal.SIGTERM)
         assert daemon.wait_exit() == 0
+
+
+def test_run_with_listening_socket_on_stdin_serves_fastcgi(started, tmp):
+    # A spawning web server may leave CGI variables around: fd 0 wins.
+    serves_fastcgi_on_fd_0(started, tmp, gateways_argv("run", "probe", "--app-dir", str(APPS)),
+                           env=clean_environ(**CGI_ENV))
 
 
 def test_run_without_cgi_or_socket_starts_the_standalone_server(tmp):
@@ -219,12 +198,6 @@ sys.exit(gateways.run("probe", bind="127.0.0.1:" + sys.argv[2], threads=2))
 """
 
 
-def _free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _http_get(port, path):
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=WAIT)
     try:
@@ -235,22 +208,14 @@ def _http_get(port, path):
         connection.close()
 
 
-def _accepting(port):
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-            return True
-    except OSError:
-        return False
-
-
 def test_gateways_run_standalone_serves_http(started, tmp):
-    port = _free_port()
-    daemon = Daemon(tmp, [sys.executable, "-c", STANDALONE_SCRIPT, str(APPS), str(port)],
+    port = webservers.free_port()
+    daemon = Daemon([sys.executable, "-c", STANDALONE_SCRIPT, str(APPS), str(port)], tmp,
                     stdin=subprocess.DEVNULL)
     started.append(daemon)
-    wait_until(lambda: _accepting(port) or daemon.process.poll() is not None,
+    wait_until(lambda: accepting(("127.0.0.1", port)) or daemon.process.poll() is not None,
                what="the standalone server listening")
-    assert daemon.process.poll() is None, daemon.text()
+    assert daemon.process.poll() is None, daemon.log.text()
     status, body = _http_get(port, "/echo")
     assert status == 200
     assert json.loads(body)["gateway"] == "standalone HTTP (werkzeug)"
@@ -272,28 +237,18 @@ else:
 
 
 def test_flup_style_wsgiserver_spawned_with_socket_on_fd_0(started, tmp):
-    path = str(tmp / "spawned.sock")
-    with listening(socket.AF_UNIX, path) as sock:
-        daemon = Daemon(tmp, [sys.executable, "-c", SEED, str(APPS)], sock=path,
-                        stdin=sock.fileno())
-        started.append(daemon)
-        daemon.wait_ready()
-        response = raw_request(socket.AF_UNIX, path, "/echo")
-        assert response.status_code == 200, response
-        assert response.json()["gateway"] == "FastCGI"
-        daemon.signal(signal.SIGTERM)
-        assert daemon.wait_exit() == 0
+    serves_fastcgi_on_fd_0(started, tmp, [sys.executable, "-c", SEED, str(APPS)])
 
 
 def test_flup_style_wsgiserver_bind_address_unix_socket(started, tmp):
     path = str(tmp / "flup.sock")
-    daemon = Daemon(tmp, [sys.executable, "-c", SEED, str(APPS), path], sock=path,
+    daemon = Daemon([sys.executable, "-c", SEED, str(APPS), path], tmp, address=path,
                     stdin=subprocess.DEVNULL)
     started.append(daemon)
     daemon.wait_ready()
     assert oct(os.stat(path).st_mode & 0o777) == oct(0o660)
     response = raw_request(socket.AF_UNIX, path, "/pid")
-    assert response.status_code == 200 and int(response.body) in daemon.workers(), response
+    assert response.status_code == 200 and int(response.body) in daemon.worker_pids(), response
     daemon.signal(signal.SIGTERM)
     assert daemon.wait_exit() == 0
     assert not os.path.exists(path)

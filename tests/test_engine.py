@@ -4,96 +4,33 @@ Every test starts ``python -m gateways fastcgi probe ...`` as a subprocess on
 a unix socket in a short temporary directory, talks to it with the raw
 FastCGI client (``tests/fcgi_client.py``) and signals it by pid.  Every wait
 polls with a deadline; every process a test starts (the master, and the
-workers it forked) is killed by pid in teardown if it is still there.
+workers it forked: its process group) is killed in teardown if it is still
+there.
 
 Numbers worth knowing when reading the timings below: the master and the
 workers wake every ``TICK`` (0.5 s) to look at their flags, so "at once"
 means within a tick or two.
 
 This module also holds the helpers ``test_listen.py`` and ``test_detect.py``
-import (:class:`Daemon`, :func:`wait_until`, :func:`raw_request`...).
+import (:class:`Daemon`, :func:`fastcgi`, :func:`raw_request`...); those for
+any daemon are in ``daemons.py``.
 """
 
 import os
-import shutil
 import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import time
-from pathlib import Path
 
 import pytest
 
+import daemons
 import fcgi_client as fc
-
-TESTS = Path(__file__).resolve().parent
-APPS = TESTS / "apps"
-WAIT = 5.0  # the longest any single wait may take before the test fails
-
+from daemons import APPS, WAIT, alive, clean_environ, gateways_argv, wait_until
 
 # -- helpers shared with test_listen.py and test_detect.py -------------------------------
-
-
-def gateways_argv(*args):
-    return [sys.executable, "-m", "gateways", *args]
-
-
-def clean_environ(**extra):
-    """os.environ without the variables that would change how a gateway behaves."""
-    environ = {k: v for k, v in os.environ.items()
-               if not k.startswith(("GATEWAYS_", "LISTEN_", "FCGI_"))
-               and k not in ("GATEWAY_INTERFACE", "REQUEST_METHOD")}
-    environ.update(extra)
-    return environ
-
-
-def wait_until(predicate, timeout=WAIT, what="the condition"):
-    """Poll ``predicate`` every 20 ms; its first true value, or fail after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail("%s: not within %g s" % (what() if callable(what) else what, timeout))
-        time.sleep(0.02)
-
-
-def _stat_fields(pid):
-    try:
-        with open("/proc/%d/stat" % pid) as f:
-            data = f.read()
-    except OSError:
-        return None
-    return data.rsplit(")", 1)[1].split()  # [state, ppid, ...]
-
-
-def alive(pid):
-    """True while ``pid`` runs (a zombie nobody reaped counts as gone)."""
-    fields = _stat_fields(pid)
-    return fields is not None and fields[0] not in ("Z", "X")
-
-
-def children(pid):
-    """The live child processes of ``pid``."""
-    found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            fields = _stat_fields(int(entry))
-            if fields and int(fields[1]) == pid and fields[0] not in ("Z", "X"):
-                found.append(int(entry))
-    return sorted(found)
-
-
-def is_gateways_process(pid):
-    try:
-        with open("/proc/%d/cmdline" % pid, "rb") as f:
-            return b"gateways" in f.read()
-    except OSError:
-        return False
 
 
 def output_lines(text):
@@ -127,84 +64,39 @@ def ipv6_loopback():
     return True
 
 
-@pytest.fixture
-def tmp():
-    """A short directory: unix socket paths must stay below 108 bytes."""
-    path = Path(tempfile.mkdtemp(prefix="gwe-", dir="/tmp"))
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
-
-
-class Daemon:
-    """A server started as a subprocess; its stdout and stderr go to one file.
-
-    ``argv`` is the whole command line.  :meth:`kill` (called by the
-    ``spawn`` fixtures in teardown) kills the master and every worker it
-    was seen with, by pid.
+class Daemon(daemons.Daemon):
+    """A server as these tests start it: ``argv`` is the whole command line (plus
+    --bind); it runs in DIRECTORY with :func:`clean_environ` unless ``env`` says
+    otherwise; its log is its output.  :meth:`kill` (the ``spawn`` and
+    ``started`` fixtures call it in teardown) kills its process group.
     """
 
-    def __init__(self, directory, argv, *, sock=None, env=None, stdin=subprocess.DEVNULL,
-                 pass_fds=(), name="server", umask=None):
-        self.sock = sock
-        self.output = directory / ("%s.out" % name)
-        self.offset = 0
-        with open(self.output, "wb") as out:
-            self.process = subprocess.Popen(argv, stdin=stdin, stdout=out,
-                                            stderr=subprocess.STDOUT, pass_fds=pass_fds,
-                                            env=clean_environ() if env is None else env,
-                                            cwd=directory,
-                                            preexec_fn=None if umask is None
-                                            else (lambda: os.umask(umask)))
-        self.pid = self.process.pid
-        self.known = set()  # every worker pid seen: killed in teardown if still there
+    READY_TIMEOUT = 10.0
+
+    def __init__(self, argv, directory, name="server", *, env=None, **options):
+        super().__init__(argv, directory, name, env=clean_environ() if env is None else env,
+                         cwd=directory, **options)
 
     # -- output -------------------------------------------------------------------------
 
-    def text(self):
-        return self.output.read_text(errors="replace")
-
-    def mark(self):
-        self.offset = len(self.text())
-
     def new_lines(self):
-        return output_lines(self.text()[self.offset:])
+        return output_lines(self.log.new_text())
 
     def wait_log(self, needle, timeout=WAIT):
         """The new lines once one holds ``needle``."""
-        def found():
-            lines = self.new_lines()
-            return lines if any(needle in line for line in lines) else None
-
-        return wait_until(found, timeout, "%r in the log; new lines: %r"
-                          % (needle, self.new_lines()))
-
-    def wait_ready(self, timeout=10.0):
-        deadline = time.monotonic() + timeout
-        while "ready:" not in self.text():
-            if self.process.poll() is not None:
-                pytest.fail("the server exited with %s before it was ready:\n%s"
-                            % (self.process.returncode, self.text()))
-            if time.monotonic() > deadline:
-                pytest.fail("the server was not ready in %g s:\n%s" % (timeout, self.text()))
-            time.sleep(0.02)
-        self.workers()
-        return self
+        return output_lines(self.log.wait_for(needle, timeout))
 
     # -- processes ----------------------------------------------------------------------
 
-    def workers(self):
-        pids = children(self.pid)
-        self.known.update(pids)
-        return pids
-
     def wait_workers(self, count, exclude=(), timeout=WAIT):
-        """Wait until exactly ``count`` workers run, none of them in ``exclude``."""
+        """Wait until exactly ``count`` workers run, none of them in ``exclude``: their
+        sorted pids."""
         def found():
-            pids = self.workers()
-            return pids if len(pids) == count and not set(pids) & set(exclude) else None
+            pids = self.worker_pids()
+            return sorted(pids) if len(pids) == count and not pids & set(exclude) else None
 
-        return wait_until(found, timeout, "%d workers, none of %r (now %r)"
-                          % (count, sorted(exclude), children(self.pid)))
+        return wait_until(found, timeout, what=lambda: "%d workers, none of %r (now %r)"
+                          % (count, sorted(exclude), sorted(self.worker_pids())))
 
     def signal(self, signum):
         os.kill(self.pid, signum)
@@ -213,27 +105,12 @@ class Daemon:
         try:
             return self.process.wait(timeout)
         except subprocess.TimeoutExpired:
-            pytest.fail("the server did not exit within %g s:\n%s" % (timeout, self.text()))
-
-    def kill(self):
-        pids = self.known | set(children(self.pid))
-        if self.process.poll() is None:
-            self.process.kill()
-            self.process.wait(WAIT)
-        for pid in pids:
-            if alive(pid) and is_gateways_process(pid):
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
+            pytest.fail("the server did not exit within %g s:\n%s" % (timeout, self.log.text()))
 
     # -- requests -----------------------------------------------------------------------
 
     def request(self, path="/pid", query="", timeout=WAIT):
-        response = fc.request(self.sock, fc.http_params(path, query), timeout=timeout)
-        if path in ("/pid", "/sleep") and response.status_code == 200:
-            self.known.add(int(response.body))
-        return response
+        return fc.request(self.address, fc.http_params(path, query), timeout=timeout)
 
     def pid_of_answer(self, path="/pid"):
         response = self.request(path)
@@ -244,28 +121,18 @@ class Daemon:
 def fastcgi(directory, *options, app="probe", app_dir=APPS, bind="unix", name="server", **kw):
     """A ``gateways fastcgi`` daemon; ``bind="unix"``: on DIRECTORY/NAME.sock."""
     argv = gateways_argv("fastcgi", app, "--app-dir", str(app_dir))
-    sock = None
-    if bind == "unix":
-        sock = str(directory / ("%s.sock" % name))
-        argv += ["--bind", "unix:" + sock]
-    elif bind is not None:
-        argv += ["--bind", bind]
-    return Daemon(directory, argv + list(options), sock=kw.pop("sock", sock), name=name, **kw)
+    return Daemon(argv, directory, name, bind=bind, args=options, **kw)
 
 
 @pytest.fixture
-def spawn(tmp):
-    """``spawn(*options, **kw)``: a started fastcgi daemon, killed by pid in teardown."""
-    started = []
-
+def spawn(tmp, started):
+    """``spawn(*options, **kw)``: a started fastcgi daemon, killed in teardown."""
     def start(*options, **kw):
         daemon = fastcgi(tmp, *options, name="server%d" % len(started), **kw)
         started.append(daemon)
         return daemon
 
-    yield start
-    for daemon in started:
-        daemon.kill()
+    return start
 
 
 class InFlight(threading.Thread):
@@ -354,11 +221,11 @@ class Load:
 
 def wait_serving(server, count):
     """The worker pids once ``count`` workers have answered (each has loaded the app)."""
-    traffic = Load(server.sock, clients=2 * count)
+    traffic = Load(server.address, clients=2 * count)
     try:
-        wait_until(lambda: len(traffic.pids() & set(server.workers())) == count,
+        wait_until(lambda: len(traffic.pids() & server.worker_pids()) == count,
                    what=lambda: "%d workers answering (answers from %r, workers %r)"
-                   % (count, traffic.pids(), server.workers()))
+                   % (count, traffic.pids(), server.worker_pids()))
     finally:
         traffic.stop()
     assert traffic.failures == []
@@ -391,7 +258,7 @@ def test_kill_9_worker_under_load_is_replaced(spawn, load):
     threads = 2
     server = spawn("--processes", "2", "--threads", str(threads)).wait_ready()
     before = set(server.wait_workers(2))
-    traffic = load(server.sock, clients=4)
+    traffic = load(server.address, clients=4)
     wait_until(lambda: traffic.pids() >= before, what="both workers answering")
     victim = min(before)
     killed_at = time.monotonic()
@@ -413,9 +280,9 @@ def test_kill_9_worker_under_load_is_replaced(spawn, load):
     assert all(started <= killed_at + 0.05 for started, _, _ in traffic.failures), (
         traffic.failures)
     assert victim not in traffic.pids(since=settled)
-    assert traffic.pids(since=settled) == set(server.workers())
+    assert traffic.pids(since=settled) == server.worker_pids()
     assert any("worker %d was killed by signal 9; starting a new one" % victim in line
-               for line in output_lines(server.text()))
+               for line in output_lines(server.log.text()))
 
 
 # -- SIGHUP: reload ---------------------------------------------------------------------
@@ -424,9 +291,9 @@ def test_kill_9_worker_under_load_is_replaced(spawn, load):
 def test_sighup_under_load_no_request_fails(spawn, load):
     server = spawn("--processes", "2", "--threads", "2").wait_ready()
     old = set(server.wait_workers(2))
-    traffic = load(server.sock, clients=4)
+    traffic = load(server.address, clients=4)
     wait_until(lambda: traffic.pids() >= old, what="both workers answering")
-    server.mark()
+    server.log.mark()
     hup = time.monotonic()
     server.signal(signal.SIGHUP)
     new = set(server.wait_workers(2, exclude=old))  # every old worker has exited
@@ -462,7 +329,6 @@ def _value_and_pid(server):
     response = server.request("/")
     assert response.status_code == 200, response
     value, pid = response.body.decode().rsplit(" ", 1)
-    server.known.add(int(pid))
     return value, int(pid)
 
 
@@ -503,14 +369,14 @@ def test_sighup_with_broken_app_keeps_old_workers(tmp, spawn):
     server = spawn("--processes", "2", "--threads", "2", app="reloadme", app_dir=tmp)
     server.wait_ready()
     old = set(wait_serving(server, 2))  # both have imported the good code
-    server.mark()
+    server.log.mark()
     source.write_text(APP_SOURCE % "broken" + "\nVALUE = (\n")
     server.signal(signal.SIGHUP)
     server.wait_log("reload failed")
     # The new workers are gone, the old ones are still there and still serve.
-    wait_until(lambda: set(server.workers()) == old,
+    wait_until(lambda: server.worker_pids() == old,
                what=lambda: "only the old workers %r left (now %r); log:\n%s"
-               % (sorted(old), server.workers(), server.text()))
+               % (sorted(old), server.worker_pids(), server.log.text()))
     for _ in range(10):
         value, pid = _value_and_pid(server)
         assert value == "good" and pid in old
@@ -530,11 +396,11 @@ def test_sighup_with_broken_app_reports_the_cause_once(tmp, spawn):
     server = spawn("--processes", "2", "--threads", "1", app="reloadme", app_dir=tmp)
     server.wait_ready()
     wait_serving(server, 2)  # both have imported the good code
-    server.mark()
+    server.log.mark()
     source.write_text("VALUE = (\n")
     server.signal(signal.SIGHUP)
     server.wait_log("reload failed")
-    wait_until(lambda: len(server.workers()) == 2, what="the failed workers gone")
+    wait_until(lambda: len(server.worker_pids()) == 2, what="the failed workers gone")
     time.sleep(0.3)  # a second worker's line, if any, would be written by now
     lines = [line for line in server.new_lines() if " ERROR: " in line]
     # One line with the cause, one saying the running workers carry on.
@@ -558,7 +424,7 @@ def _refused(path):
 def test_graceful_stop_finishes_the_request_in_flight(spawn, signum):
     server = spawn("--processes", "1", "--threads", "2").wait_ready()
     [worker] = server.wait_workers(1)
-    slow = InFlight(server.sock, "/sleep", "t=2")
+    slow = InFlight(server.address, "/sleep", "t=2")
     signalled = time.monotonic()
     server.signal(signum)
     status = server.wait_exit(timeout=4.0)
@@ -568,17 +434,17 @@ def test_graceful_stop_finishes_the_request_in_flight(spawn, signum):
            % (signal.Signals(signum).name, stopped))
     assert slow.error is None and slow.response.status_code == 200, (slow.error, slow.response)
     assert int(slow.response.body) == worker
-    assert status == 0, server.text()
+    assert status == 0, server.log.text()
     assert stopped < 3.0
-    assert not os.path.exists(server.sock)
-    assert _refused(server.sock)
+    assert not os.path.exists(server.address)
+    assert _refused(server.address)
     assert not alive(worker)
 
 
 def test_sigterm_kills_a_request_longer_than_graceful_timeout(spawn):
     server = spawn("--processes", "1", "--threads", "2", "--graceful-timeout", "1").wait_ready()
     [worker] = server.wait_workers(1)
-    slow = InFlight(server.sock, "/sleep", "t=5")
+    slow = InFlight(server.address, "/sleep", "t=5")
     signalled = time.monotonic()
     server.signal(signal.SIGTERM)
     status = server.wait_exit(timeout=4.0)
@@ -591,13 +457,13 @@ def test_sigterm_kills_a_request_longer_than_graceful_timeout(spawn):
     assert slow.ended - signalled < 2.5
     assert status == 0
     assert not alive(worker)
-    assert not os.path.exists(server.sock)
+    assert not os.path.exists(server.address)
 
 
 def test_sigquit_stops_at_once(spawn):
     server = spawn("--processes", "2", "--threads", "2").wait_ready()
     workers = server.wait_workers(2)
-    slow = InFlight(server.sock, "/sleep", "t=3")
+    slow = InFlight(server.address, "/sleep", "t=3")
     signalled = time.monotonic()
     server.signal(signal.SIGQUIT)
     server.wait_exit(timeout=3.0)
@@ -607,8 +473,8 @@ def test_sigquit_stops_at_once(spawn):
     assert stopped < 1.0
     assert slow.response is None and slow.ended - signalled < 1.0
     assert not any(alive(pid) for pid in workers)
-    assert not os.path.exists(server.sock)
-    assert "SIGQUIT: stopping now" in server.text()
+    assert not os.path.exists(server.address)
+    assert "SIGQUIT: stopping now" in server.log.text()
 
 
 # -- --timeout, --max-requests ---------------------------------------------------------------
@@ -617,8 +483,8 @@ def test_sigquit_stops_at_once(spawn):
 def test_timeout_kills_and_replaces_the_worker(spawn):
     server = spawn("--processes", "1", "--threads", "2", "--timeout", "1").wait_ready()
     [worker] = server.wait_workers(1)
-    server.mark()
-    slow = InFlight(server.sock, "/sleep", "t=5")
+    server.log.mark()
+    slow = InFlight(server.address, "/sleep", "t=5")
     # While the slow request runs, the worker's other thread answers.
     for _ in range(5):
         assert server.pid_of_answer() == worker
@@ -664,7 +530,7 @@ def test_max_requests_recycles_the_worker(spawn):
     report("--max-requests 20, a request every ~10 ms: answers per worker %r" % runs)
     assert runs[0][0] == first and runs[0][1] >= 20
     assert len(runs) == 2 and runs[1][0] != first
-    assert "worker %d served --max-requests" % first in server.text()
+    assert "worker %d served --max-requests" % first in server.log.text()
     wait_until(lambda: not alive(first), what="the recycled worker gone")
 
 
@@ -693,7 +559,7 @@ def test_workers_exit_when_the_master_is_killed(spawn):
     wait_until(lambda: not any(alive(pid) for pid in workers), timeout=2.5,
                what="the orphaned workers exiting")
     report("master SIGKILLed: workers gone after %.2f s" % (time.monotonic() - killed))
-    assert server.text().count("the master process is gone; stopping") == 2
+    assert server.log.text().count("the master process is gone; stopping") == 2
 
 
 SLOW_BOOT = """import time
@@ -712,7 +578,7 @@ def test_worker_booting_when_the_master_is_killed_exits_quietly(tmp, spawn):
     os.kill(server.pid, signal.SIGKILL)
     server.wait_exit()
     wait_until(lambda: not alive(worker), timeout=3.0, what="the orphaned worker exiting")
-    text = server.text()
+    text = server.log.text()
     assert "Traceback" not in text and " ERROR: " not in text, text
     assert "the master process is gone" in text, text
 
@@ -726,7 +592,7 @@ def _concurrent_sleeps(server, count=4, seconds=0.5):
 
     def one():
         barrier.wait()
-        results.append(fc.request(server.sock, fc.http_params("/sleep", "t=%g" % seconds),
+        results.append(fc.request(server.address, fc.http_params("/sleep", "t=%g" % seconds),
                                   timeout=10))
 
     threads = [threading.Thread(target=one, daemon=True) for _ in range(count)]
@@ -771,13 +637,13 @@ def test_app_that_fails_to_load_one_line_status_2(tmp, app, cause, processes):
     daemon = fastcgi(tmp, "--processes", processes, app=app, app_dir=tmp)
     try:
         status = daemon.wait_exit(timeout=WAIT)
-        lines = output_lines(daemon.text())
+        lines = output_lines(daemon.log.text())
     finally:
         daemon.kill()
     assert status == 2
     assert len(lines) == 1, lines
     assert repr(app) in lines[0] and cause in lines[0] and " ERROR: " in lines[0], lines
-    assert not os.path.exists(daemon.sock)
+    assert not os.path.exists(daemon.address)
 
 
 def test_pid_file_written_and_removed(tmp, spawn):

@@ -14,12 +14,8 @@ the test fails if either changes.
 
 import hashlib
 import os
-import signal
 import socket
-import subprocess
 import sys
-import time
-from pathlib import Path
 
 import pytest
 
@@ -33,11 +29,11 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
                 allow_module_level=True)
 
 import fcgi_client as fc
+from daemons import APPS, Daemon, clean_environ, gateways_argv, stop_all
 from fcgi_client import FastCGIClient, http_params, record
 
-APPS = Path(__file__).resolve().parent / "apps"
 sys.path.insert(0, str(APPS))
-import probe  # noqa: E402
+import probe
 
 TIMEOUT = 5.0
 
@@ -52,62 +48,25 @@ WSGIServer(probe.probe, bindAddress=sys.argv[1]).run()  # debug=True is flup6's 
 """
 
 
-def wait_connectable(path, process, output, timeout=15.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError("server exited with %s:\n%s" % (
-                process.returncode, output.read_text(errors="replace")))
-        try:
-            with socket.socket(socket.AF_UNIX) as s:
-                s.settimeout(1.0)
-                s.connect(str(path))
-                return
-        except OSError:
-            time.sleep(0.02)
-    raise RuntimeError("%s not connectable in %g s:\n%s" % (
-        path, timeout, output.read_text(errors="replace")))
-
-
-def stop(process):
-    """SIGTERM, then SIGKILL after a few seconds; the exit status (None if killed)."""
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-    try:
-        return process.wait(timeout=TIMEOUT)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(timeout=TIMEOUT)
-        return None
-
-
 @pytest.fixture(scope="module")
 def servers(tmp_path_factory):
     """{"gateways": socket path, "flup": socket path}."""
     tmp = tmp_path_factory.mktemp("flupdiff")
     (tmp / "run_flup.py").write_text(FLUP_RUNNER)
-    sockets = {"gateways": tmp / "gateways.sock", "flup": tmp / "flup.sock"}
-    outputs = {name: tmp / ("%s.out" % name) for name in sockets}
-    commands = {
-        "gateways": [sys.executable, "-m", "gateways", "fastcgi", "probe", "--app-dir",
-                     str(APPS), "--bind", "unix:%s" % sockets["gateways"], "--processes", "1",
-                     "--threads", "4", "--log-file", str(outputs["gateways"])],
-        "flup": [sys.executable, str(tmp / "run_flup.py"), str(sockets["flup"]), str(APPS)],
-    }
-    environ = dict(os.environ)
-    environ.pop("FCGI_WEB_SERVER_ADDRS", None)
-    processes = {}
+    flup_sock = str(tmp / "flup.sock")
+    started = {}
     try:
-        for name, command in commands.items():
-            with open(outputs[name], "ab") as out:
-                processes[name] = subprocess.Popen(command, env=environ, stdout=out,
-                                                   stderr=subprocess.STDOUT,
-                                                   stdin=subprocess.DEVNULL)
-        for name, process in processes.items():
-            wait_connectable(sockets[name], process, outputs[name])
-        yield {name: str(path) for name, path in sockets.items()}
+        started["gateways"] = Daemon(
+            gateways_argv("fastcgi", "probe", "--app-dir", str(APPS)), tmp, "gateways",
+            bind="unix", args=["--processes", "1", "--threads", "4"], log_file=True,
+            env=clean_environ())
+        started["flup"] = Daemon([sys.executable, str(tmp / "run_flup.py"), flup_sock, str(APPS)],
+                                 tmp, "flup", address=flup_sock, env=clean_environ())
+        for daemon in started.values():
+            daemon.wait_ready(needle=None)
+        yield {name: daemon.address for name, daemon in started.items()}
     finally:
-        statuses = {name: stop(process) for name, process in processes.items()}
+        statuses = stop_all(started, timeout=TIMEOUT)
     assert statuses["gateways"] == 0, statuses
 
 

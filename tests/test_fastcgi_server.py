@@ -15,22 +15,18 @@ module:
 
 import hashlib
 import os
-import signal
-import socket
-import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 
 import pytest
 
 import fcgi_client as fc
+from daemons import APPS, Daemon, clean_environ, gateways_argv, stop_all
 from fcgi_client import FastCGIClient, Response, abort, build_request, http_params, record
 
-APPS = Path(__file__).resolve().parent / "apps"
 sys.path.insert(0, str(APPS))
-import probe  # noqa: E402
+import probe
 
 THREADS = 4
 TIMEOUT = 5.0
@@ -60,82 +56,13 @@ def app(environ, start_response):
 # -- the servers ---------------------------------------------------------------------------
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+class GatewaysServer(Daemon):
+    """``python -m gateways fastcgi APP`` (1 process x THREADS threads), with its log file."""
 
-
-class Log:
-    """A server's log file, read in pieces: what was written since ``mark()``."""
-
-    def __init__(self, path):
-        self.path = path
-        self.offset = 0
-
-    def text(self):
-        try:
-            return self.path.read_text(errors="replace")
-        except FileNotFoundError:
-            return ""
-
-    def mark(self):
-        self.offset = len(self.text())
-
-    def new_lines(self):
-        return self.text()[self.offset:].splitlines()
-
-    def wait_for(self, needle, timeout=TIMEOUT):
-        """The new lines once one of them holds ``needle`` (fails after ``timeout``)."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            lines = self.new_lines()
-            if any(needle in line for line in lines):
-                return lines
-            time.sleep(0.02)
-        pytest.fail("%r not logged within %g s; new log lines: %r" % (
-            needle, timeout, self.new_lines()))
-
-
-class GatewaysServer:
-    def __init__(self, tmp, name, app, bind, address, *options, env=None):
-        self.name = name
-        self.address = address
-        self.log = Log(tmp / ("%s.log" % name))
-        command = [sys.executable, "-m", "gateways", "fastcgi", app, "--app-dir", str(APPS),
-                   "--bind", bind, "--processes", "1", "--threads", str(THREADS),
-                   "--log-file", str(self.log.path), *options]
-        environ = dict(os.environ)
-        environ.pop("FCGI_WEB_SERVER_ADDRS", None)
-        environ.update(env or {})
-        self.output = tmp / ("%s.out" % name)
-        with open(self.output, "wb") as output:
-            self.process = subprocess.Popen(command, env=environ, stdin=subprocess.DEVNULL,
-                                            stdout=output, stderr=subprocess.STDOUT)
-
-    def wait_ready(self, timeout=15.0):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError("%s server exited with %s: %s\n%s" % (
-                    self.name, self.process.returncode,
-                    self.output.read_text(errors="replace"), self.log.text()))
-            if "ready:" in self.log.text():
-                return
-            time.sleep(0.02)
-        raise RuntimeError("%s server not ready in %g s:\n%s" % (
-            self.name, timeout, self.log.text()))
-
-    def stop(self):
-        """SIGTERM; the exit status (None if it had to be killed)."""
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-        try:
-            return self.process.wait(timeout=TIMEOUT)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(timeout=TIMEOUT)
-            return None
+    def __init__(self, tmp, name, app, bind, *options, env=None):
+        super().__init__(gateways_argv("fastcgi", app, "--app-dir", str(APPS)), tmp, name,
+                         bind=bind, args=["--processes", "1", "--threads", str(THREADS), *options],
+                         log_file=True, env=clean_environ(**(env or {})))
 
     def client(self, **kw):
         return FastCGIClient(self.address, kw.pop("timeout", TIMEOUT), **kw)
@@ -145,23 +72,19 @@ class GatewaysServer:
 def servers(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("fcgi")
     (tmp / "probe_plus.py").write_text(PROBE_PLUS)
-    strict_port, elsewhere_port = free_port(), free_port()
     started = {}
     try:
-        started["main"] = GatewaysServer(tmp, "main", "probe", "unix:%s" % (tmp / "f.sock"),
-                                         str(tmp / "f.sock"), "--max-body", "1M")
+        started["main"] = GatewaysServer(tmp, "main", "probe", "unix", "--max-body", "1M")
         started["strict"] = GatewaysServer(
-            tmp, "strict", "%s:app" % (tmp / "probe_plus.py"), "127.0.0.1:%d" % strict_port,
-            ("127.0.0.1", strict_port), "--read-timeout", "1",
+            tmp, "strict", "%s:app" % (tmp / "probe_plus.py"), "tcp", "--read-timeout", "1",
             env={"FCGI_WEB_SERVER_ADDRS": "127.0.0.1"})
         started["elsewhere"] = GatewaysServer(
-            tmp, "elsewhere", "probe", "127.0.0.1:%d" % elsewhere_port,
-            ("127.0.0.1", elsewhere_port), env={"FCGI_WEB_SERVER_ADDRS": " 127.0.0.2 , ::1"})
+            tmp, "elsewhere", "probe", "tcp", env={"FCGI_WEB_SERVER_ADDRS": " 127.0.0.2 , ::1"})
         for server in started.values():
             server.wait_ready()
         yield started
     finally:
-        statuses = {name: server.stop() for name, server in started.items()}
+        statuses = stop_all(started, timeout=TIMEOUT)
     assert statuses == dict.fromkeys(started, 0), statuses
 
 
@@ -374,7 +297,7 @@ def test_params_over_max_header_size_close_the_connection(main):
     with main.client() as client:
         client.send_raw(build_request(params))
         assert client.read_until_closed(TIMEOUT) == []
-    lines = main.log.wait_for("closing a connection")
+    lines = main.log.wait_for("closing a connection").splitlines()
     assert len(lines) == 1 and "FCGI_PARAMS stream over 65536 bytes" in lines[0], lines
     serves(main)
 
@@ -480,7 +403,7 @@ def test_malformed_input_closes_that_connection_only(main, data, reason):
         with main.client() as client:
             client.send_raw(data)
             assert client.read_until_closed(TIMEOUT) == []
-        lines = main.log.wait_for("closing a connection")
+        lines = main.log.wait_for("closing a connection").splitlines()
         assert len(lines) == 1, lines
         assert "WARNING" in lines[0] and reason in lines[0], lines
         check_complete(get(kept))  # another connection, opened before, serves on
@@ -603,7 +526,7 @@ def test_stalled_web_server_is_disconnected_after_read_timeout(strict, where):
         assert client.read_until_closed(TIMEOUT) == []
         waited = time.monotonic() - start
     assert 0.9 <= waited < 3.0
-    lines = strict.log.wait_for("stalled")
+    lines = strict.log.wait_for("stalled").splitlines()
     assert len(lines) == 1 and "WARNING" in lines[0], lines
     serves(strict)
 
@@ -617,7 +540,7 @@ def test_web_server_addrs_refuse_other_peers(servers):
     with server.client() as client:
         client.send_raw(build_request(http_params("/pid")))
         assert client.read_until_closed(TIMEOUT) == []
-    lines = server.log.wait_for("FCGI_WEB_SERVER_ADDRS")
+    lines = server.log.wait_for("FCGI_WEB_SERVER_ADDRS").splitlines()
     assert len(lines) == 1 and "WARNING" in lines[0] and "127.0.0.1" in lines[0], lines
     server.log.mark()
     with server.client(source="127.0.0.2") as client:  # a listed peer is served

@@ -30,7 +30,6 @@ import http.client
 import json
 import os
 import signal
-import subprocess
 import time
 from pathlib import Path
 
@@ -43,93 +42,12 @@ from gateways.settings import ConfigError
 
 import webservers
 from behaviour import TIMEOUT, Front, FrontBehaviour, get_json
+from daemons import Log, alive, behind_a_web_server, children, parent, stop_all, wait_until
 from fcgi_client import FastCGIClient, http_params
 
 pytestmark = pytest.mark.servers
 
 APP = "probe:application"
-
-
-class Daemon:
-    """``gateways fastcgi probe:application`` on a unix socket or 127.0.0.1:PORT."""
-
-    def __init__(self, gateways_bin, app_dir, directory, name, tcp=False, extra=()):
-        self.name = name
-        self.app_dir = app_dir
-        self.terminated = False
-        if tcp:
-            self.address = ("127.0.0.1", webservers.free_port())
-            self.bind = "%s:%d" % self.address
-        else:
-            self.address = str(directory / (name + ".sock"))
-            self.bind = "unix:" + self.address
-        self.log_path = directory / (name + ".log")
-        argv = [gateways_bin, "fastcgi", APP, "--app-dir", str(app_dir),
-                "--bind", self.bind, "--socket-group", "www-data", "--processes", "1",
-                "--threads", "4", "--log-file", str(self.log_path), "--log-level", "debug",
-                *extra]
-        self.output = directory / (name + ".out")
-        with open(self.output, "wb") as output:
-            self.process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=output,
-                                            stderr=subprocess.STDOUT, start_new_session=True)
-
-    def log_text(self):
-        try:
-            return self.log_path.read_text(errors="replace")
-        except FileNotFoundError:
-            return ""
-
-    def wait_ready(self, timeout=15.0):
-        deadline = time.monotonic() + timeout
-        while "ready" not in self.log_text():
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("%s daemon not ready (exit status %s):\n%s\n%s" % (
-                    self.name, self.process.poll(), self.output.read_text(errors="replace"),
-                    self.log_text()))
-            time.sleep(0.02)
-
-    def worker_pids(self):
-        return children(self.process.pid)
-
-    def connections(self):
-        """Inodes of the daemon's accepted connections on its unix socket, right now."""
-        return unix_connections(self.address)
-
-    def terminate(self):
-        """One SIGTERM (a second one could land while the interpreter exits,
-        when Python has put back the default action: exit status -15)."""
-        if not self.terminated and self.process.poll() is None:
-            os.kill(self.process.pid, signal.SIGTERM)
-            self.terminated = True
-
-    def stop(self):
-        """SIGTERM by pid; the exit status, None if it had to be killed."""
-        self.terminate()
-        try:
-            return self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(timeout=5)
-            return None
-
-
-def children(pid):
-    """Pids of the children of ``pid`` (empty when it is gone)."""
-    pids = set()
-    try:
-        for task in Path("/proc/%d/task" % pid).iterdir():
-            pids.update(int(child) for child in (task / "children").read_text().split())
-    except FileNotFoundError:
-        pass
-    return pids
-
-
-def alive(pid):
-    try:
-        state = Path("/proc/%d/stat" % pid).read_text()
-    except FileNotFoundError:
-        return False
-    return state[state.rindex(")") + 2] != "Z"
 
 
 def unix_connections(path):
@@ -158,15 +76,14 @@ def daemons(gateways_bin, app_dir):
                                  ("reuse", False, ()), ("plain", False, ()),
                                  ("keep", False, ()),
                                  ("idle", False, ("--keepalive-timeout", "1"))]:
-            started[name] = Daemon(gateways_bin, app_dir, directory, name, tcp, extra)
+            started[name] = behind_a_web_server("fastcgi", gateways_bin, app_dir, directory,
+                                                name, tcp, extra)
         for daemon in started.values():
             daemon.wait_ready()
         yield started
     finally:
-        for daemon in started.values():
-            daemon.terminate()  # all at once: each takes a tick to stop
-        statuses = {name: daemon.stop() for name, daemon in started.items()}
-        logs = {name: daemon.log_text()[-2000:] for name, daemon in started.items()}
+        statuses = stop_all(started)
+        logs = {name: daemon.log.text()[-2000:] for name, daemon in started.items()}
         webservers.shutil.rmtree(directory, ignore_errors=True)
     assert statuses == dict.fromkeys(started, 0), (statuses, logs)
 
@@ -201,11 +118,11 @@ def with_reuse(text, backend):
     return uncomment(comment(text, line), line + " enablereuse=on ttl=4")
 
 
-def start_apache_proxy_fcgi(*mounts, name="apache"):
+def start_apache_proxy_fcgi(app_dir, *mounts, name="apache"):
     """Apache with the mod_proxy_fcgi snippet for each ``(prefix, daemon, reuse)``."""
     body = []
     for prefix, daemon, reuse in mounts:
-        text = snippet("apache", "fastcgi", prefix, daemon.bind, daemon.app_dir)
+        text = snippet("apache", "fastcgi", prefix, daemon.bind, app_dir)
         if reuse:
             text = with_reuse(text, values_for("apache", "fastcgi",
                                                bind=daemon.bind)[0]["apache_backend"])
@@ -218,18 +135,19 @@ def start_apache_proxy_fcgi(*mounts, name="apache"):
 
 
 @pytest.fixture(scope="module")
-def apache(daemons):
+def apache(daemons, app_dir):
     # The root first: <Location> sections apply in order, the last match wins.
-    server = start_apache_proxy_fcgi(("/", daemons["reuse"], True),
+    server = start_apache_proxy_fcgi(app_dir, ("/", daemons["reuse"], True),
                                      ("/app", daemons["reuse"], True))
     yield server
     server.close()
 
 
 @pytest.fixture(scope="module")
-def apache_plain(daemons):
+def apache_plain(daemons, app_dir):
     # Its own Apache, without enablereuse.
-    server = start_apache_proxy_fcgi(("/app", daemons["plain"], False), name="apache-plain")
+    server = start_apache_proxy_fcgi(app_dir, ("/app", daemons["plain"], False),
+                                     name="apache-plain")
     yield server
     server.close()
 
@@ -278,12 +196,16 @@ def lighttpd(daemons, app_dir):
     server.close()
 
 
-def start_lighttpd_spawn(app_dir, server_python, name):
-    """A lighttpd that starts gateways itself (bin-path), mounted at /app."""
+def start_lighttpd_spawn(app_dir, server_python, name, *, with_root=False):
+    """A lighttpd that starts gateways itself (bin-path), mounted at /app, and
+    with ``with_root`` a second one at the root on its own socket."""
     root = webservers.public_dir("gw-%s-" % name)
     sockets = webservers.worker_dir(root / "sockets")  # lighttpd (www-data) creates it
-    body = snippet("lighttpd", "fastcgi-spawn", "/app", "unix:%s/app.sock" % sockets,
-                   app_dir, server_python)
+    mounts = (("/app", "app"), ("/", "root")) if with_root else (("/app", "app"),)
+    body = merge_lighttpd(*(
+        snippet("lighttpd", "fastcgi-spawn", prefix, "unix:%s/%s.sock" % (sockets, stem),
+                app_dir, server_python)
+        for prefix, stem in mounts))
     try:
         return webservers.start_lighttpd(body, root=root, name=name)
     except Exception:
@@ -293,7 +215,7 @@ def start_lighttpd_spawn(app_dir, server_python, name):
 
 @pytest.fixture(scope="module")
 def lighttpd_spawn(app_dir, server_python):
-    server = start_lighttpd_spawn(app_dir, server_python, "lighttpd-spawn")
+    server = start_lighttpd_spawn(app_dir, server_python, "lighttpd-spawn", with_root=True)
     yield server
     server.stop()
     webservers.shutil.rmtree(server.root, ignore_errors=True)
@@ -334,6 +256,7 @@ FRONTS = {
     "lighttpd-root": ("lighttpd", "", "unix", {"streams": True}),
     "lighttpd-tcp": ("lighttpd", "/tcp", "tcp", {"streams": True}),
     "lighttpd-spawn": ("lighttpd_spawn", "/app", None, {"streams": True}),
+    "lighttpd-spawn-root": ("lighttpd_spawn", "", None, {"streams": True}),
     "nginx": ("nginx", "/app", "unix", {"streams": True}),
     "nginx-root": ("nginx", "", "unix", {"streams": True}),
     "nginx-keep": ("nginx_keep", "/app", "keep", {"streams": True}),
@@ -393,6 +316,10 @@ class TestLighttpdSpawnsGateways(FastCGIFront):
     NAME = "lighttpd-spawn"
 
 
+class TestLighttpdSpawnsGatewaysAtRoot(FastCGIFront):
+    NAME = "lighttpd-spawn-root"
+
+
 class TestNginxFastCGIAtPrefix(FastCGIFront):
     NAME = "nginx"
 
@@ -412,8 +339,7 @@ def ancestors(pid):
     """The parent, grandparent... of ``pid``."""
     found = []
     while pid > 1:
-        stat = Path("/proc/%d/stat" % pid).read_text()
-        pid = int(stat[stat.rindex(")") + 2:].split()[1])
+        pid = parent(pid)
         found.append(pid)
     return found
 
@@ -434,7 +360,7 @@ def test_each_mount_is_served_over_fastcgi_by_the_right_process(name, request, d
         assert front.server.pid in ancestors(data["pid"])
         assert data["multiprocess"] is True  # a web server may start more of them
         # mod_fcgid: GATEWAYS_THREADS=1 from the snippet; lighttpd: --threads 4.
-        assert data["multithread"] is (name == "lighttpd-spawn")
+        assert data["multithread"] is name.startswith("lighttpd-spawn")
 
 
 def test_fcgid_starts_one_worker_with_one_thread(request):
@@ -462,31 +388,21 @@ def test_prefix_mount_is_a_path_segment(name, request):
     assert (data["script_name"], data["path_info"], data["query_string"]) == ("/app", "", "x=1")
 
 
-def wait_for_log(server, offset, needle, timeout=5.0):
-    """The error log's text after ``offset`` once it holds ``needle``."""
-    deadline = time.monotonic() + timeout
-    while needle not in server.error_log_text()[offset:]:
-        if time.monotonic() > deadline:
-            pytest.fail("%r not in %s's error log within %g s:\n%s"
-                        % (needle, server.name, timeout, server.error_log_text()[offset:]))
-        time.sleep(0.02)
-    return server.error_log_text()[offset:]
-
-
 @pytest.mark.parametrize("name", ["apache", "apache-fcgid", "lighttpd", "lighttpd-spawn",
                                   "nginx"])
 def test_traceback_goes_to_the_web_servers_error_log_not_the_response(name, request):
     front = make_front(request, name)
-    offset = len(front.server.error_log_text())  # the shared cases made /error fail before
+    error_log = Log(front.server.error_log)
+    error_log.mark()  # the shared cases made /error fail before
     response = requests.get(front.url("/error"), timeout=TIMEOUT)
     assert response.status_code == 500
     assert "SECRET-MARKER" not in response.text and "Traceback" not in response.text
     # wsgi.errors is the request's FCGI_STDERR stream: the web server logs it.
-    log = wait_for_log(front.server, offset, "SECRET-MARKER raised before the headers")
+    log = error_log.wait_for("SECRET-MARKER raised before the headers")
     assert "Traceback (most recent call last)" in log
-    offset = len(front.server.error_log_text())
+    error_log.mark()
     assert requests.get(front.url("/stderr"), timeout=TIMEOUT).text == "logged"
-    wait_for_log(front.server, offset, "probe: a line for the error log")
+    error_log.wait_for("probe: a line for the error log")
 
 
 @pytest.mark.parametrize("name", ["apache", "apache-fcgid", "lighttpd", "nginx"])
@@ -506,15 +422,6 @@ def test_repeated_request_header(name, request):
     assert json.loads(body)["http"]["HTTP_X_DUP"] == "a, b"
 
 
-def wait_until(condition, timeout=2.0):
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.01)
-    return True
-
-
 @pytest.mark.parametrize(("name", "kept"), [("apache", True), ("apache-plain", False),
                                             ("nginx-keep", True), ("nginx", False)])
 def test_connection_reuse_is_what_the_snippet_chose(name, kept, request, daemons):
@@ -527,23 +434,26 @@ def test_connection_reuse_is_what_the_snippet_chose(name, kept, request, daemons
     def echo():
         assert get_json(front, "/echo")["pid"] in workers  # this daemon, no other
 
+    def connections():
+        return unix_connections(daemon.address)
+
     echo()
     if kept:
-        before = daemon.connections()
+        before = connections()
         assert before, "no connection to the daemon stayed open"
         for _ in range(5):
             echo()
-            assert daemon.connections() == before  # no new connection, none closed
+            assert connections() == before  # no new connection, none closed
     else:
         for _ in range(3):
-            assert wait_until(lambda: not daemon.connections()), daemon.connections()
+            assert wait_until(lambda: not connections(), 2.0, 0.01), connections()
             echo()
 
 
-def test_apache_two_unix_sockets_reach_two_daemons(daemons):
+def test_apache_two_unix_sockets_reach_two_daemons(daemons, app_dir):
     """Two applications on two unix sockets behind one Apache, each with the snippet."""
     one, two = daemons["unix"], daemons["plain"]
-    server = start_apache_proxy_fcgi(("/one", one, False), ("/two", two, False),
+    server = start_apache_proxy_fcgi(app_dir, ("/one", one, False), ("/two", two, False),
                                      name="apache-two")
     try:
         served = {mount: get_json(Front(server.url(), mount, server), "/echo")["pid"]
@@ -580,8 +490,8 @@ def test_lighttpd_stops_the_gateways_it_spawned(app_dir, server_python):
         # SIGTERM to lighttpd alone, not to its process group: lighttpd must stop
         # what it started, and gateways must go when told.
         os.kill(server.pid, signal.SIGTERM)
-        assert wait_until(lambda: not alive(server.pid), timeout=10.0)
-        assert wait_until(lambda: not any(alive(pid) for pid in spawned), timeout=5.0), [
+        assert wait_until(lambda: not alive(server.pid), 10.0, 0.01)
+        assert wait_until(lambda: not any(alive(pid) for pid in spawned), 5.0, 0.01), [
             pid for pid in spawned if alive(pid)]
     finally:
         server.stop()
@@ -618,10 +528,7 @@ def test_spawned_gateways_logs_where_the_snippet_says(name, where, request):
     stderr, not server.errorlog (only FastCGI stderr records go there)."""
     front = make_front(request, name)
     assert get_json(front, "/echo")["gateway"] == "FastCGI"
-    deadline = time.monotonic() + 5
-    while "FastCGI ready" not in getattr(front.server, where)():
-        assert time.monotonic() < deadline, (front.server.error_log_text(),
-                                             front.server.output_text())
-        time.sleep(0.02)
+    assert wait_until(lambda: "FastCGI ready" in getattr(front.server, where)(), 5.0), (
+        front.server.error_log_text(), front.server.output_text())
     if where == "output_text":
         assert "FastCGI ready" not in front.server.error_log_text()

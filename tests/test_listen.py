@@ -3,51 +3,26 @@
 Each test starts ``python -m gateways fastcgi probe`` as a subprocess (the
 helpers come from ``test_engine.py``) and checks what an operator sees: the
 socket file's mode and group, a one-line error and its exit status, or a
-server that answers a raw FastCGI request.
+server that answers a raw FastCGI request.  The ``tmp`` and ``started``
+fixtures are in ``conftest.py``.
 """
 
 import grp
 import os
 import pwd
-import shutil
 import signal
 import socket
 import stat
 import subprocess
 import sys
-import tempfile
-from pathlib import Path
 
 import pytest
-from test_engine import (
-    APPS,
-    Daemon,
-    fastcgi,
-    ipv6_loopback,
-    output_lines,
-    raw_request,
-)
+from test_engine import Daemon, fastcgi, ipv6_loopback, output_lines, raw_request
 
 import fcgi_client as fc
+from daemons import APPS
 
 # -- helpers -----------------------------------------------------------------------------
-
-
-@pytest.fixture
-def tmp():
-    """A short directory: unix socket paths must stay below 108 bytes."""
-    path = Path(tempfile.mkdtemp(prefix="gwl-", dir="/tmp"))
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
-
-
-@pytest.fixture
-def started():
-    """Daemons a test started; killed by pid in teardown."""
-    daemons = []
-    yield daemons
-    for daemon in daemons:
-        daemon.kill()
 
 
 def serve(started, tmp, *options, **kw):
@@ -61,7 +36,7 @@ def one_line_failure(started, tmp, *options, status=2, needle="", **kw):
     """Start a daemon that must refuse to start: its one line of output."""
     daemon = serve(started, tmp, *options, **kw)
     code = daemon.wait_exit()
-    lines = output_lines(daemon.text())
+    lines = output_lines(daemon.log.text())
     assert code == status, (code, lines)
     assert len(lines) == 1, lines
     assert lines[0].startswith("gateways: error: ") and needle in lines[0], lines
@@ -70,7 +45,7 @@ def one_line_failure(started, tmp, *options, status=2, needle="", **kw):
 
 def answers(daemon, family=socket.AF_UNIX, address=None):
     """The pid a request to /pid got from ``daemon``; asserts a 200."""
-    response = raw_request(family, address or daemon.sock, "/pid")
+    response = raw_request(family, address or daemon.address, "/pid")
     assert response.status_code == 200, response
     return int(response.body)
 
@@ -98,15 +73,15 @@ def existing_group():
 def test_unix_socket_mode_0660_by_default_whatever_the_umask(started, tmp):
     daemon = serve(started, tmp, umask=0)
     daemon.wait_ready()
-    mode = os.stat(daemon.sock).st_mode
+    mode = os.stat(daemon.address).st_mode
     assert stat.S_ISSOCK(mode)
     assert stat.S_IMODE(mode) == 0o660
-    assert answers(daemon) in daemon.workers()
+    assert answers(daemon) in daemon.worker_pids()
 
 
 def test_socket_mode_0640_honoured(started, tmp):
     daemon = serve(started, tmp, "--socket-mode", "0640").wait_ready()
-    assert stat.S_IMODE(os.stat(daemon.sock).st_mode) == 0o640
+    assert stat.S_IMODE(os.stat(daemon.address).st_mode) == 0o640
     assert answers(daemon)
 
 
@@ -127,7 +102,7 @@ def test_socket_group_and_owner(started, tmp):
         pytest.skip("changing a socket's owner needs root")
     daemon = serve(started, tmp, "--socket-group", group.gr_name,
                    "--socket-owner", owner.pw_name).wait_ready()
-    info = os.stat(daemon.sock)
+    info = os.stat(daemon.address)
     assert (info.st_uid, info.st_gid) == (owner.pw_uid, group.gr_gid)
     assert stat.S_IMODE(info.st_mode) == 0o660
     assert answers(daemon)
@@ -170,7 +145,7 @@ def test_stale_socket_file_is_removed_and_the_server_starts(started, tmp):
     daemon = serve(started, tmp).wait_ready()
     assert answers(daemon)
     assert stat.S_IMODE(os.lstat(path).st_mode) == 0o660  # a new file in its place
-    assert not [line for line in output_lines(daemon.text()) if "ERROR" in line]
+    assert not [line for line in output_lines(daemon.log.text()) if "ERROR" in line]
 
 
 def test_live_socket_file_exit_1_another_server(started, tmp):
@@ -202,7 +177,7 @@ def test_unix_socket_file_removed_on_stop(started, tmp):
     daemon = serve(started, tmp).wait_ready()
     daemon.signal(signal.SIGTERM)
     assert daemon.wait_exit() == 0
-    assert not os.path.exists(daemon.sock)
+    assert not os.path.exists(daemon.address)
 
 
 # -- TCP -----------------------------------------------------------------------------------
@@ -216,7 +191,7 @@ def test_tcp_port_in_use_exit_1_one_line(started, tmp):
 
 
 def _port_from_ready_line(daemon, prefix):
-    [line] = [line for line in output_lines(daemon.text()) if "ready:" in line]
+    [line] = [line for line in output_lines(daemon.log.text()) if "ready:" in line]
     tail = line.rsplit(" on ", 1)[1]
     assert tail.startswith(prefix), line
     return int(tail[len(prefix):].split()[0])
@@ -256,7 +231,7 @@ def test_bind_fd_inherited_socket_any_family(started, tmp, family):
             expected = "127.0.0.1:%d" % name[1]
         else:
             expected = "[::1]:%d" % name[1]
-        ready = [line for line in output_lines(daemon.text()) if "ready:" in line]
+        ready = [line for line in output_lines(daemon.log.text()) if "ready:" in line]
         assert ready and ready[0].endswith("on %s (--bind fd:%d)" % (expected, fd)), ready
         assert answers(daemon, family, name if family != socket.AF_UNIX else address)
         daemon.signal(signal.SIGTERM)
@@ -315,8 +290,8 @@ def _systemd(started, tmp, listen_pid, sock, stdin=subprocess.DEVNULL):
     fd = sock.fileno()
     argv = [sys.executable, "-c", SYSTEMD, str(fd), listen_pid,
             "fastcgi", "probe", "--app-dir", str(APPS), "--processes", "1", "--threads", "2"]
-    daemon = Daemon(tmp, argv, sock=sock.getsockname(), pass_fds=(fd,), stdin=stdin,
-                    name="systemd%d" % len(started))
+    daemon = Daemon(argv, tmp, "systemd%d" % len(started), address=sock.getsockname(),
+                    pass_fds=(fd,), stdin=stdin)
     started.append(daemon)
     return daemon
 
@@ -324,18 +299,18 @@ def _systemd(started, tmp, listen_pid, sock, stdin=subprocess.DEVNULL):
 def test_systemd_socket_activation(started, tmp):
     with listening(socket.AF_UNIX, str(tmp / "activated.sock")) as sock:
         daemon = _systemd(started, tmp, "self", sock).wait_ready()
-        assert "(from systemd)" in daemon.text()
-        assert answers(daemon) in daemon.workers()
+        assert "(from systemd)" in daemon.log.text()
+        assert answers(daemon) in daemon.worker_pids()
         daemon.signal(signal.SIGTERM)
         assert daemon.wait_exit() == 0
-        assert os.path.exists(daemon.sock)  # systemd's socket: not removed
+        assert os.path.exists(daemon.address)  # systemd's socket: not removed
 
 
 def test_systemd_sockets_for_another_pid_not_adopted(started, tmp):
     with listening(socket.AF_UNIX, str(tmp / "activated.sock")) as sock:
         daemon = _systemd(started, tmp, str(os.getpid()), sock)
         code = daemon.wait_exit()
-        lines = output_lines(daemon.text())
+        lines = output_lines(daemon.log.text())
         assert code == 2, lines
         assert len(lines) == 1 and "no --bind given" in lines[0], lines
 
@@ -345,7 +320,7 @@ def test_systemd_sockets_for_another_pid_fall_back_to_fd_0(started, tmp):
             listening(socket.AF_UNIX, str(tmp / "spawned.sock")) as spawned:
         daemon = _systemd(started, tmp, str(os.getpid()), sock, stdin=spawned.fileno())
         daemon.wait_ready()
-        assert "(from the web server on fd 0)" in daemon.text()
+        assert "(from the web server on fd 0)" in daemon.log.text()
         assert answers(daemon, address=spawned.getsockname())
         with socket.socket(socket.AF_UNIX) as client:  # fd 3 was not adopted: nobody
             client.connect(sock.getsockname())          # accepts there, the backlog holds it
@@ -380,6 +355,6 @@ def test_listening_socket_on_fd_0_served(started, tmp, family):
     address = str(tmp / "spawned.sock") if family == socket.AF_UNIX else ("127.0.0.1", 0)
     with listening(family, address) as sock:  # what spawn-fcgi and lighttpd bin-path pass
         daemon = serve(started, tmp, bind=None, stdin=sock.fileno()).wait_ready()
-        assert "(from the web server on fd 0)" in daemon.text()
+        assert "(from the web server on fd 0)" in daemon.log.text()
         assert answers(daemon, family, sock.getsockname())
 

@@ -18,13 +18,9 @@ SIGTERM at the end and must exit 0.
 
 import http.client
 import json
-import os
 import re
-import signal
 import socket
-import subprocess
 import time
-from pathlib import Path
 
 import pytest
 import requests
@@ -33,6 +29,7 @@ from gateways.confgen import render, split_nginx
 
 import webservers
 from behaviour import TIMEOUT, Front, FrontBehaviour, get_json
+from daemons import behind_a_web_server, stop_all
 
 pytestmark = pytest.mark.servers
 
@@ -40,93 +37,13 @@ pytestmark = pytest.mark.servers
 DEBUG_LINE = re.compile(r"^\S+ \S+ gateways\[\d+\] DEBUG: ")
 
 
-class Log:
-    """A daemon's --log-file, read in pieces: what was written since ``mark()``."""
-
-    def __init__(self, path):
-        self.path = path
-        self.offset = 0
-
-    def text(self):
-        try:
-            return self.path.read_text(errors="replace")
-        except FileNotFoundError:
-            return ""
-
-    def mark(self):
-        self.offset = len(self.text())
-
-    def new_text(self):
-        return self.text()[self.offset:]
-
-    def wait_for(self, needle, timeout=5.0):
-        """The new text once it holds ``needle`` (fails after ``timeout`` s)."""
-        deadline = time.monotonic() + timeout
-        while needle not in self.new_text():
-            if time.monotonic() > deadline:
-                pytest.fail("%r not logged within %g s; new log text: %r"
-                            % (needle, timeout, self.new_text()))
-            time.sleep(0.02)
-        return self.new_text()
-
-
-class Daemon:
-    """``gateways scgi probe:application`` on a unix socket or 127.0.0.1:PORT."""
-
-    def __init__(self, gateways_bin, app_dir, directory, name, tcp=False, script_name=None):
-        self.name = name
-        if tcp:
-            self.address = ("127.0.0.1", webservers.free_port())
-            self.bind = "%s:%d" % self.address
-        else:
-            self.address = str(directory / (name + ".sock"))
-            self.bind = "unix:" + self.address
-        self.log = Log(directory / (name + ".log"))
-        argv = [gateways_bin, "scgi", "probe:application", "--app-dir", str(app_dir),
-                "--bind", self.bind, "--socket-group", "www-data", "--processes", "1",
-                "--threads", "4", "--log-file", str(self.log.path), "--log-level", "debug"]
-        if script_name is not None:
-            argv += ["--script-name", script_name]
-        self.output = directory / (name + ".out")
-        with open(self.output, "wb") as output:
-            self.process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=output,
-                                            stderr=subprocess.STDOUT, start_new_session=True)
-
-    def connect(self):
-        family = socket.AF_INET if isinstance(self.address, tuple) else socket.AF_UNIX
-        sock = socket.socket(family, socket.SOCK_STREAM)
-        sock.settimeout(TIMEOUT)
-        sock.connect(self.address)
-        return sock
-
-    def wait_ready(self, timeout=15.0):
-        deadline = time.monotonic() + timeout
-        while "ready" not in self.log.text():
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("%s daemon not ready (exit status %s):\n%s\n%s" % (
-                    self.name, self.process.poll(), self.output.read_text(errors="replace"),
-                    self.log.text()))
-            time.sleep(0.02)
-        self.connect().close()
-        self.log.mark()
-
-    def worker_pids(self):
-        """Pids of the daemon's worker processes (its children)."""
-        pids = set()
-        for task in Path("/proc/%d/task" % self.process.pid).iterdir():
-            pids.update(int(pid) for pid in (task / "children").read_text().split())
-        return pids
-
-    def stop(self):
-        """SIGTERM by pid; the exit status, None if it had to be killed."""
-        if self.process.poll() is None:
-            os.kill(self.process.pid, signal.SIGTERM)
-        try:
-            return self.process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(timeout=5)
-            return None
+def connect(daemon):
+    """A new connection to the daemon (a load balancer's health check, when closed at once)."""
+    family = socket.AF_INET if isinstance(daemon.address, tuple) else socket.AF_UNIX
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.settimeout(TIMEOUT)
+    sock.connect(daemon.address)
+    return sock
 
 
 @pytest.fixture(scope="module")
@@ -135,15 +52,18 @@ def daemons(gateways_bin, app_dir):
     directory = webservers.public_dir("gw-scgi-")
     started = {}
     try:
-        for name, tcp, script_name in [("apache_app", False, "/app"),
-                                       ("apache_root", True, "/"),
-                                       ("unix", False, None), ("tcp", True, None)]:
-            started[name] = Daemon(gateways_bin, app_dir, directory, name, tcp, script_name)
+        for name, tcp, extra in [("apache_app", False, ("--script-name", "/app")),
+                                 ("apache_root", True, ("--script-name", "/")),
+                                 ("unix", False, ()), ("tcp", True, ())]:
+            started[name] = behind_a_web_server("scgi", gateways_bin, app_dir, directory, name,
+                                                tcp, extra)
         for daemon in started.values():
             daemon.wait_ready()
+            connect(daemon).close()
+            daemon.log.mark()
         yield started
     finally:
-        statuses = {name: daemon.stop() for name, daemon in started.items()}
+        statuses = stop_all(started, timeout=5)
         logs = {name: daemon.log.text()[-2000:] for name, daemon in started.items()}
         webservers.shutil.rmtree(directory, ignore_errors=True)
     assert statuses == dict.fromkeys(started, 0), (statuses, logs)
@@ -292,7 +212,7 @@ def test_health_check_is_logged_at_debug_only(daemon_name, request, daemons):
     front = make_front(request, "lighttpd" if daemon_name == "unix" else "lighttpd-tcp")
     workers = daemon.worker_pids()
     daemon.log.mark()
-    daemon.connect().close()  # a load balancer's TCP check: connect, send nothing, close
+    connect(daemon).close()  # a load balancer's TCP check: connect, send nothing, close
     daemon.log.wait_for(" DEBUG: ")  # it saw the connection
     assert get_json(front, "/echo")["method"] == "GET"
     assert daemon.worker_pids() == workers

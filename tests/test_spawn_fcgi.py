@@ -10,6 +10,7 @@ import pytest
 
 import fcgi_client
 import webservers
+from daemons import alive, wait_until
 
 pytestmark = pytest.mark.servers
 
@@ -39,9 +40,7 @@ def test_spawn_fcgi_hands_gateways_its_socket(gateways_bin, app_dir):
             assert os.stat(path).st_uid == webservers.www_data_ids()[0]
     finally:
         os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + 10
-        while os.path.exists("/proc/%d" % pid) and time.monotonic() < deadline:
-            time.sleep(0.05)
+        wait_until(lambda: not alive(pid), timeout=10, interval=0.05)
         webservers.shutil.rmtree(directory, ignore_errors=True)
     assert not os.path.exists("/proc/%d/status" % pid) or "zombie" in open(
         "/proc/%d/status" % pid).read()

@@ -6,12 +6,9 @@ public address, a bad --bind) end in one line; and the proxy snippets put
 the standalone server behind real Apache, lighttpd and nginx.
 """
 
-import os
 import signal
 import socket
 import subprocess
-import sys
-import tempfile
 
 import pytest
 import requests
@@ -20,48 +17,33 @@ from gateways.confgen import render, split_nginx
 
 import webservers
 from behaviour import Front, FrontBehaviour, get_json
+from daemons import Daemon, gateways_argv
 
 
-def start_serve(*args):
-    """``gateways serve ARGS --bind 127.0.0.1:PORT``; returns (process, port)."""
-    port = webservers.free_port()
-    log = tempfile.TemporaryFile()  # a pipe nobody reads would fill up and block the server
-    process = subprocess.Popen(
-        [sys.executable, "-m", "gateways", "serve", *args, "--bind", "127.0.0.1:%d" % port],
-        stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    process.log = log
-    try:
-        webservers.wait_for_port(port, timeout=15, process=process)
-    except Exception:
-        process.kill()
-        raise
-    return process, port
+def start_serve(directory, *args):
+    """``gateways serve ARGS --bind 127.0.0.1:PORT``, once it accepts connections."""
+    return Daemon(gateways_argv("serve", *args), directory, "serve", bind="tcp").wait_ready(
+        needle=None)
 
 
-def stop(process):
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGINT)
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-    process.log.seek(0)
-    return process.log.read().decode("utf-8", "replace")
+def stop(daemon):
+    """SIGINT to its process group (Ctrl-C), SIGKILL after 10 s."""
+    daemon.stop(signum=signal.SIGINT, group=True)
 
 
 @pytest.fixture(scope="module")
-def standalone(app_dir):
-    process, port = start_serve("probe", "--app-dir", str(app_dir))
-    yield "http://127.0.0.1:%d" % port
-    stop(process)
+def standalone(app_dir, tmp_path_factory):
+    daemon = start_serve(tmp_path_factory.mktemp("serve"), "probe", "--app-dir", str(app_dir))
+    yield "http://127.0.0.1:%d" % daemon.address[1]
+    stop(daemon)
 
 
 @pytest.fixture(scope="module")
-def standalone_app(app_dir):
-    process, port = start_serve("probe", "--app-dir", str(app_dir), "--script-name", "/app")
-    yield "http://127.0.0.1:%d" % port
-    stop(process)
+def standalone_app(app_dir, tmp_path_factory):
+    daemon = start_serve(tmp_path_factory.mktemp("serve"), "probe", "--app-dir", str(app_dir),
+                         "--script-name", "/app")
+    yield "http://127.0.0.1:%d" % daemon.address[1]
+    stop(daemon)
 
 
 class TestStandaloneAtRoot(FrontBehaviour):
@@ -85,22 +67,22 @@ def test_names_itself_and_is_threaded(standalone):
     assert data["run_once"] is False
 
 
-def test_demo_app_is_the_default():
-    process, port = start_serve()
+def test_demo_app_is_the_default(tmp_path):
+    daemon = start_serve(tmp_path)
     try:
-        page = requests.get("http://127.0.0.1:%d/x" % port, headers={"X-Probe": "<b>x</b>"},
-                            timeout=10)
+        page = requests.get("http://127.0.0.1:%d/x" % daemon.address[1],
+                            headers={"X-Probe": "<b>x</b>"}, timeout=10)
         assert page.status_code == 200
         assert "Served by gateways through standalone HTTP (werkzeug)" in page.text
         assert "<b>x</b>" not in page.text
         assert "&lt;b&gt;x&lt;/b&gt;" in page.text  # HTML-escaped
     finally:
-        stop(process)
+        stop(daemon)
 
 
 def run_cli(*args):
-    return subprocess.run([sys.executable, "-m", "gateways", *args], capture_output=True,
-                          text=True, timeout=30, stdin=subprocess.DEVNULL)
+    return subprocess.run(gateways_argv(*args), capture_output=True, text=True, timeout=30,
+                          stdin=subprocess.DEVNULL)
 
 
 def test_port_in_use_is_one_line_and_exit_1():
@@ -129,14 +111,14 @@ def test_bad_bind_is_one_line(bind):
     assert "--bind" in proc.stderr
 
 
-def test_debugger_on_loopback(app_dir):
-    process, port = start_serve("probe", "--app-dir", str(app_dir), "--debug")
+def test_debugger_on_loopback(app_dir, tmp_path):
+    daemon = start_serve(tmp_path, "probe", "--app-dir", str(app_dir), "--debug")
     try:
-        page = requests.get("http://127.0.0.1:%d/error" % port, timeout=10)
+        page = requests.get("http://127.0.0.1:%d/error" % daemon.address[1], timeout=10)
         assert page.status_code == 500
         assert "SECRET-MARKER" in page.text  # werkzeug's debugger page shows the traceback
     finally:
-        stop(process)
+        stop(daemon)
 
 
 # -- the proxy snippets in front of the standalone server ----------------------------
@@ -147,22 +129,25 @@ def _proxy_snippet(server, port, prefix):
                   prefix=prefix)
 
 
-@pytest.fixture(scope="module")
-def standalone_port(standalone_app):
-    return int(standalone_app.rsplit(":", 1)[1])
+MOUNTS = {"apache": ("apache", "/app"), "apache-root": ("apache", ""),
+          "lighttpd": ("lighttpd", "/app"), "lighttpd-root": ("lighttpd", ""),
+          "nginx": ("nginx", "/app"), "nginx-root": ("nginx", "")}
 
 
-@pytest.fixture(scope="module", params=["apache", "lighttpd", "nginx"])
-def proxied(request, standalone_port):
-    text = _proxy_snippet(request.param, standalone_port, "/app")
-    if request.param == "apache":
+@pytest.fixture(scope="module", params=list(MOUNTS))
+def proxied(request):
+    """The proxy snippet at a prefix (before `serve --script-name /app`) or at the root."""
+    name, mount = MOUNTS[request.param]
+    backend = request.getfixturevalue("standalone_app" if mount else "standalone")
+    text = _proxy_snippet(name, int(backend.rsplit(":", 1)[1]), mount or "/")
+    if name == "apache":
         server = webservers.start_apache(text, modules=("proxy", "proxy_http"))
-    elif request.param == "lighttpd":
+    elif name == "lighttpd":
         server = webservers.start_lighttpd(text)
     else:
         http_part, server_part = split_nginx(text)
         server = webservers.start_nginx(server_part, http_extra=http_part)
-    yield server
+    yield server, mount
     server.close()
 
 
@@ -170,4 +155,5 @@ class TestProxySnippets(FrontBehaviour):
     @pytest.fixture(scope="class")
     @classmethod
     def front(cls, proxied):
-        return Front(proxied.url(), "/app", proxied, streams=True)
+        server, mount = proxied
+        return Front(server.url(), mount, server, streams=True)

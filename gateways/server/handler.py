@@ -12,8 +12,10 @@ from gateways.environ import EnvironBuilder, normalize_mount
 from gateways.response import FileWrapper
 from gateways.response import run as run_app
 from gateways.server.body import Body, BodyTooLarge, check_length
+from gateways.server.workers import TICK
 
 TOO_LARGE = "413 Content Too Large"
+RECV_SIZE = 65536  # below glibc's mmap threshold: recv buffers come from the heap
 
 
 class BaseHandler:
@@ -58,6 +60,32 @@ class BaseHandler:
             self.serve(channel, address)
         finally:
             self.state.end()  # a no-op unless the connection broke mid-request
+
+    def receive(self, recv, busy, idle_limit):
+        """The next bytes from the peer (``b""`` at its end), or None: close now.
+
+        ``recv`` returns after at most TICK (SO_RCVTIMEO).  ``busy``: a request
+        is under way, and a peer that stalls past ``--read-timeout`` is logged
+        and dropped; otherwise the connection is idle and is closed when the
+        worker stops or after ``idle_limit`` seconds.
+        """
+        waited = 0.0
+        while True:
+            try:
+                return recv(RECV_SIZE)
+            except BlockingIOError:
+                waited += TICK
+                if busy:
+                    if waited >= self.read_timeout:
+                        self.log.warning("%s: the web server stalled for %g s in the middle "
+                                         "of a request; closing the connection",
+                                         self.gateway, waited)
+                        return None
+                elif self.state.stopping or waited >= idle_limit:
+                    return None
+            except OSError as exc:
+                self.log.debug("%s: connection error: %s", self.gateway, exc)
+                return None
 
     def begin(self, params):
         """A request's meta-variables arrived: ``(body, rejection status or None)``."""
