@@ -362,8 +362,10 @@ def _front_log_since(server, offset: int) -> list[str]:
     return [line for line in text.splitlines() if line.strip()][:10]
 
 
-def measure(bench: Bench, cell: Cell, server, result: dict) -> None:
-    """Warm-up with the body check, then the measured wrk run, into ``result``."""
+def measure(bench: Bench, cell: Cell, server, result: dict,
+            proc: Optional[benchlib.Proc] = None) -> None:
+    """Warm-up with the body check, then the measured wrk run, into ``result``;
+    with the backend's ``proc``, also its CPU microseconds per request."""
     url = server.url(cell.path())
     warm = run_wrk(bench, url, bench.args.warmup, bench.lua[f"check-{cell.workload}"],
                    latency=False)
@@ -373,7 +375,10 @@ def measure(bench: Bench, cell: Cell, server, result: dict) -> None:
         result["detail"] = warm.get("first_bad") or warm["output"][-500:]
         return
     script = bench.lua["post"] if cell.workload == "post" else None
+    cpu = proc.cpu_seconds() if proc else None
     load = run_wrk(bench, url, bench.args.duration, script)
+    if proc and load.get("requests"):
+        result["cpu_us"] = (proc.cpu_seconds() - cpu) * 1e6 / load["requests"]
     result.update({k: load[k] for k in ("rps", "p50_ms", "p99_ms", "requests",
                                         "socket_errors", "non2xx")})
     result["wrk_output"] = load["output"]
@@ -396,7 +401,7 @@ def run_cell(bench: Bench, cell: Cell, round_no: int) -> dict:
         if cell.peer != "static":
             proc = start_backend(bench, cell)
             wait_ready(server.port, f"/{PREFIX[cell.protocol]}/hello", proc)
-        measure(bench, cell, server, result)
+        measure(bench, cell, server, result, proc)
         # Let requests still in flight when wrk stopped finish before the
         # backend is stopped, and read the front's log before that stop.
         time.sleep(0.3)
@@ -474,6 +479,7 @@ def summarize(results: list[dict]) -> list[dict]:
             "rps_median": benchlib.median([r["rps"] for r in ok]),
             "p99_ms_median": benchlib.median([r["p99_ms"] for r in ok if r["p99_ms"]]),
             "ratio_median": benchlib.median(ratios), "ratios": ratios,
+            "cpu_us_median": benchlib.median([r["cpu_us"] for r in ok if r.get("cpu_us")]),
             "rps": [r["rps"] for r in ok],
             "socket_errors": sum(r.get("socket_errors") or 0 for r in mine),
             "front_log": sum(1 for r in mine if r.get("front_log")),
@@ -498,13 +504,15 @@ def _figure(row: dict) -> str:
         details.append(f"{row['ratio_median']:.2f}x")
     if row["p99_ms_median"] is not None:
         details.append(f"p99 {row['p99_ms_median']:.1f} ms")
+    if row.get("cpu_us_median"):
+        details.append(f"{row['cpu_us_median']:.0f} us CPU")
     return f"{text} ({', '.join(details)})" if details else text
 
 
 def text_table(rows: list[dict]) -> str:
     """The plain table for the terminal."""
     header = ("front", "protocol", "shape", "workload", "backend", "req/s", "ratio",
-              "ratios per round", "p99 ms", "status", "notes")
+              "ratios per round", "p99 ms", "cpu us/req", "status", "notes")
     lines = [header]
     for row in rows:
         ok = row["status"].startswith("ok")
@@ -519,9 +527,10 @@ def text_table(rows: list[dict]) -> str:
             f"{row['ratio_median']:.2f}" if ok and row["ratio_median"] is not None else "-",
             " ".join(f"{r:.2f}" for r in row["ratios"]) or "-",
             f"{row['p99_ms_median']:.2f}" if ok and row["p99_ms_median"] else "-",
+            f"{row['cpu_us_median']:.0f}" if ok and row["cpu_us_median"] else "-",
             row["status"], "; ".join(notes)))
     widths = [max(len(str(line[i])) for line in lines) for i in range(len(header))]
-    right = {5, 6, 8}
+    right = {5, 6, 8, 9}
     return "\n".join("  ".join(str(v).rjust(w) if i in right else str(v).ljust(w)
                                for i, (v, w) in enumerate(zip(line, widths))).rstrip()
                      for line in lines)
@@ -556,7 +565,7 @@ def rst_tables(rows: list[dict], args: argparse.Namespace) -> str:
                       f"{threads} threads")
         out.append(f"**{workload}, {shape_text}** -- "
                    f"median of {args.rounds} round(s): req/s (ratio to uWSGI in the same "
-                   "round, p99 latency)\n\n" + _rst_simple(header, body))
+                   "round, p99 latency, backend CPU per request)\n\n" + _rst_simple(header, body))
     return "\n\n".join(out)
 
 

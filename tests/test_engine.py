@@ -621,6 +621,23 @@ def test_runners_join_when_requests_block(spawn):
     assert 1.95 <= serial < 3.0  # one thread: one after another
 
 
+def test_a_computing_request_does_not_hold_up_the_others(spawn):
+    server = spawn("--processes", "1", "--threads", "4")
+    server.wait_ready()
+    server.pid_of_answer()  # warm
+    spinning = threading.Thread(target=server.request, args=("/spin", "t=1.5"))
+    spinning.start()
+    try:
+        time.sleep(0.3)  # the runner computes and holds the GIL most of the time
+        began = time.monotonic()
+        server.pid_of_answer()
+        took = time.monotonic() - began
+    finally:
+        spinning.join(10)
+    report("/pid beside a 1.5 s /spin: %.3f s" % took)
+    assert took < 0.7  # a second runner took it; it did not wait for the spin to end
+
+
 # -- start-up -------------------------------------------------------------------------
 
 

@@ -342,19 +342,34 @@ class Connection:
         self._stderr_used = False
         self._buffer = None  # bytes of an incomplete record (a bytearray), or None
         self._need = 0  # how many bytes that record needs before it can be parsed
+        # An FCGI_STDIN record of the active request is passed on as its bytes
+        # arrive, not buffered whole: what is left of its content and padding.
+        self._stdin_left = 0
+        self._padding_left = 0
 
     # -- input --------------------------------------------------------------------
 
     def feed(self, data):
-        """Consume ``data``; return the list of events it completes."""
-        buffer = self._buffer
-        if buffer is not None:
-            buffer += data  # a bytearray: appending does not copy what came before
-            if len(buffer) < self._need:
-                return []  # the record is still incomplete: nothing to parse yet
-            data = bytes(buffer)
+        """Consume ``data``; return the list of events it completes.
+
+        The body (FCGI_STDIN) comes out as it arrives: a record split across
+        two ``feed()`` calls gives two :class:`Stdin` events.
+        """
+        if not data:
+            return []
         events = []
         pos = 0
+        if self._stdin_left or self._padding_left:
+            pos = self._rest_of_stdin(data, events)
+            if pos == len(data):
+                return events
+        buffer = self._buffer
+        if buffer is not None:
+            buffer += memoryview(data)[pos:] if pos else data  # no copy of what came before
+            if len(buffer) < self._need:
+                return events  # the record is still incomplete: nothing to parse yet
+            data = bytes(buffer)
+            pos = 0
         size = len(data)
         while size - pos >= 8:
             version, rtype, rid, clen, plen = HEADER.unpack_from(data, pos)
@@ -363,7 +378,16 @@ class Connection:
             start = pos + 8
             end = start + clen
             if end + plen > size:
-                self._need = end + plen - pos
+                if (rtype == STDIN and clen and rid == self.request_id and rid
+                        and self._state == _STDIN):
+                    # Pass on the part that is here; the rest follows as it comes.
+                    if size > start:
+                        events.append(Stdin(rid, data[start:min(end, size)]))
+                    self._stdin_left = max(end - size, 0)
+                    self._padding_left = end + plen - max(end, size)
+                    pos = size
+                else:
+                    self._need = end + plen - pos
                 break
             pos = end + plen
             if rid == self.request_id and rid:
@@ -391,8 +415,23 @@ class Connection:
         else:
             if size - pos < 8:
                 self._need = 8
-            self._buffer = bytearray(data[pos:])
+            self._buffer = bytearray(memoryview(data)[pos:])
         return events
+
+    def _rest_of_stdin(self, data, events):
+        """The rest of a STDIN record begun in an earlier feed(); how much of ``data`` it took."""
+        size = len(data)
+        pos = left = self._stdin_left
+        if left:
+            if left >= size:
+                events.append(Stdin(self.request_id, data))
+                self._stdin_left = left - size
+                return size
+            events.append(Stdin(self.request_id, data[:left]))
+            self._stdin_left = 0
+        skip = min(self._padding_left, size - pos)
+        self._padding_left -= skip
+        return pos + skip
 
     def _request_record(self, rtype, rid, content, events):
         state = self._state
@@ -475,11 +514,11 @@ class Connection:
     @property
     def mid_record(self):
         """Part of a record has arrived and the rest has not (a stall shows here)."""
-        return bool(self._buffer)
+        return bool(self._buffer or self._stdin_left or self._padding_left)
 
     def eof_reason(self):
         """Why a close by the web server now is a problem, or None if it is not."""
-        if self._buffer:
+        if self.mid_record:
             return "connection closed in the middle of a record"
         if self.request_id:
             return "connection closed during request %d" % self.request_id

@@ -169,6 +169,11 @@ def probe(environ, start_response):
     if path == "/sleep":
         time.sleep(float(query.get("t", "1")))
         return _text(start_response, str(os.getpid()))
+    if path == "/spin":  # computes (holds the GIL) for t seconds
+        until = time.monotonic() + float(query.get("t", "1"))
+        while time.monotonic() < until:
+            pass
+        return _text(start_response, str(os.getpid()))
     if path == "/pid":
         return _text(start_response, str(os.getpid()))
     return _text(start_response, "no route %r" % path, "404 Not Found")
