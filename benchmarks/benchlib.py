@@ -97,8 +97,9 @@ def tail(path: Path, lines: int = 15) -> str:
     return "\n".join(text.splitlines()[-lines:])
 
 
-def _group_alive(pgid: int) -> bool:
-    """True while a live (non-zombie) process is left in group ``pgid``."""
+def _group_stats(pgid: int):
+    """The fields of /proc/PID/stat after the command name, for each process
+    of group ``pgid`` (proc(5): [0] state, [2] pgrp, [11] utime, [12] stime)."""
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
@@ -107,9 +108,13 @@ def _group_alive(pgid: int) -> bool:
         except OSError:
             continue
         fields = stat[stat.rindex(")") + 2:].split()
-        if fields[0] != "Z" and int(fields[2]) == pgid:
-            return True
-    return False
+        if int(fields[2]) == pgid:
+            yield fields
+
+
+def _group_alive(pgid: int) -> bool:
+    """True while a live (non-zombie) process is left in group ``pgid``."""
+    return any(fields[0] != "Z" for fields in _group_stats(pgid))
 
 
 _TICKS = os.sysconf("SC_CLK_TCK")
@@ -122,18 +127,7 @@ def group_cpu_seconds(pgid: int) -> float:
     per request: a figure the scheduling noise of a small shared machine
     hardly moves, unlike req/s (which also carries the front and wrk).
     """
-    total = 0
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            stat = Path("/proc", entry, "stat").read_text()
-        except OSError:
-            continue
-        fields = stat[stat.rindex(")") + 2:].split()
-        if int(fields[2]) == pgid:
-            total += int(fields[11]) + int(fields[12])  # utime, stime (proc(5))
-    return total / _TICKS
+    return sum(int(f[11]) + int(f[12]) for f in _group_stats(pgid)) / _TICKS
 
 
 def _exited(pid: int) -> bool:
