@@ -38,8 +38,14 @@ def test_conf_directory_is_the_generator_output():
 def _readme_commands():
     """Every `gateways ...` command line in README.rst's literal blocks."""
     text = README.replace("\\\n", " ")
-    for line in text.splitlines():
-        line = line.strip()
+    in_block = False
+    for raw in text.splitlines():
+        if raw.strip() and not raw[0].isspace():
+            in_block = raw.rstrip().endswith("::")  # a literal block follows
+            continue
+        line = raw.strip()
+        if not in_block:
+            continue
         match = re.match(r"^(?:[A-Z_]+=\S+ )*gateways (.*?)(?:\s+#.*)?$", line)
         if match and not line.startswith("gateways conf SERVER"):
             yield match.group(1)
