@@ -1,10 +1,10 @@
 """The one settings table: every option of every gateway, declared once.
 
 Every option ``--some-name`` can also be given in the environment as
-``GATEWAYS_SOME_NAME`` (flags: ``1``/``true``/``yes``/``on``); the command
-line wins.  That is how a web server that spawns gateways passes options
-(lighttpd ``bin-environment``, Apache ``FcgidInitialEnv``, systemd
-``Environment=``).
+``GATEWAYS_SOME_NAME`` (flags: ``1``/``true``/``yes``/``on`` or
+``0``/``false``/``no``/``off``); the command line wins.  That is how a web
+server that spawns gateways passes options (lighttpd ``bin-environment``,
+Apache ``FcgidInitialEnv``, systemd ``Environment=``).
 
 The table drives the command line (:mod:`gateways.cli`), the checks on each
 value, the option lists in README.rst (``scripts/update-readme`` writes them,
@@ -266,6 +266,17 @@ class Config:
         return "Config(%s, %s)" % (self.command, ", ".join("%s=%r" % kv for kv in items))
 
 
+_TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
+
+
+def _env_flag(setting, raw):
+    value = raw.strip().lower()
+    if value in _TRUE or value in _FALSE:
+        return value in _TRUE
+    raise ConfigError("%s: %r is not one of %s (from %s)" % (
+        setting.flag, raw, "/".join(_TRUE + _FALSE), setting.env))
+
+
 def resolve(command, given, environ=None):
     """Turn raw option values (``None`` = not given) into a checked :class:`Config`.
 
@@ -277,11 +288,13 @@ def resolve(command, given, environ=None):
     values = {}
     for setting in for_command(command):
         raw = given.get(setting.name)
+        source = ""
         if raw is None or (setting.flag_only and raw is False):
             if environ.get(setting.env):
                 raw = environ[setting.env]
+                source = " (from %s)" % setting.env
                 if setting.flag_only:
-                    raw = raw.lower() in ("1", "true", "yes", "on")
+                    raw = _env_flag(setting, raw)
             else:
                 raw = setting.default_for(command)
         if raw is None or setting.flag_only:
@@ -290,7 +303,7 @@ def resolve(command, given, environ=None):
         try:
             values[setting.name] = setting.convert(raw)
         except ConfigError as exc:
-            raise ConfigError("%s: %s" % (setting.flag, exc)) from None
+            raise ConfigError("%s: %s%s" % (setting.flag, exc, source)) from None
     for key, value in given.items():
         if key not in values and key not in BY_NAME:
             values[key] = value

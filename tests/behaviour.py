@@ -39,6 +39,13 @@ class Front:
         return "Front(%s%s)" % (self.base, self.mount or "/")
 
 
+def front_from_table(request, fronts, name):
+    """``fronts[name]`` is (web server fixture, mount, daemon, Front options): its Front."""
+    server_name, mount, _, options = fronts[name]
+    server = request.getfixturevalue(server_name)
+    return Front(server.url(), mount, server, **options)
+
+
 def get_json(front, path, **kw):
     response = requests.get(front.url(path), timeout=TIMEOUT, **kw)
     assert response.status_code == 200, (response.status_code, response.text[:2000],

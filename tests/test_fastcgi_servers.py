@@ -41,7 +41,7 @@ from gateways.confgen import render, split_nginx, values_for
 from gateways.settings import ConfigError
 
 import webservers
-from behaviour import TIMEOUT, Front, FrontBehaviour, get_json
+from behaviour import TIMEOUT, Front, FrontBehaviour, front_from_table, get_json
 from daemons import Log, alive, behind_a_web_server, children, parent, stop_all, wait_until
 from fcgi_client import FastCGIClient, http_params
 
@@ -172,23 +172,10 @@ def apache_fcgid(fcgid_dir, app_dir, server_python):
     server.close()
 
 
-def merge_lighttpd(*snippets):
-    """One lighttpd config from several snippets: a repeated ``server.*`` line
-    (module list, stream-response-body) is kept once; lighttpd refuses a
-    variable set twice."""
-    seen, lines = set(), []
-    for line in "\n".join(snippets).splitlines():
-        if line.startswith("server.") and line in seen:
-            continue
-        seen.add(line)
-        lines.append(line)
-    return "\n".join(lines)
-
-
 @pytest.fixture(scope="module")
 def lighttpd(daemons, app_dir):
     unix, tcp = daemons["unix"].bind, daemons["tcp"].bind
-    body = merge_lighttpd(snippet("lighttpd", "fastcgi", "/app", unix, app_dir),
+    body = webservers.merge_lighttpd(snippet("lighttpd", "fastcgi", "/app", unix, app_dir),
                           snippet("lighttpd", "fastcgi", "/tcp", tcp, app_dir),
                           snippet("lighttpd", "fastcgi", "/", unix, app_dir))
     server = webservers.start_lighttpd(body)
@@ -202,7 +189,7 @@ def start_lighttpd_spawn(app_dir, server_python, name, *, with_root=False):
     root = webservers.public_dir("gw-%s-" % name)
     sockets = webservers.worker_dir(root / "sockets")  # lighttpd (www-data) creates it
     mounts = (("/app", "app"), ("/", "root")) if with_root else (("/app", "app"),)
-    body = merge_lighttpd(*(
+    body = webservers.merge_lighttpd(*(
         snippet("lighttpd", "fastcgi-spawn", prefix, "unix:%s/%s.sock" % (sockets, stem),
                 app_dir, server_python)
         for prefix, stem in mounts))
@@ -264,72 +251,16 @@ FRONTS = {
 
 
 def make_front(request, name):
-    server_name, mount, _, options = FRONTS[name]
-    server = request.getfixturevalue(server_name)
-    return Front(server.url(), mount, server, **options)
+    return front_from_table(request, FRONTS, name)
 
 
-class FastCGIFront(FrontBehaviour):
-    """The shared cases through ``FRONTS[NAME]``."""
+class TestEveryFront(FrontBehaviour):
+    """The shared cases through each entry of FRONTS."""
 
-    NAME = None
-
-    @pytest.fixture(scope="class")
+    @pytest.fixture(scope="class", params=sorted(FRONTS))
     @classmethod
     def front(cls, request):
-        return make_front(request, request.cls.NAME)
-
-
-class TestApacheProxyFCGIAtPrefix(FastCGIFront):
-    NAME = "apache"  # mod_proxy_fcgi, enablereuse=on
-
-
-class TestApacheProxyFCGIAtRoot(FastCGIFront):
-    NAME = "apache-root"  # mod_proxy_fcgi, enablereuse=on
-
-
-class TestApacheProxyFCGIWithoutReuse(FastCGIFront):
-    NAME = "apache-plain"
-
-
-class TestApacheFcgidAtPrefix(FastCGIFront):
-    NAME = "apache-fcgid"
-
-
-class TestApacheFcgidAtRoot(FastCGIFront):
-    NAME = "apache-fcgid-root"
-
-
-class TestLighttpdFastCGIAtPrefix(FastCGIFront):
-    NAME = "lighttpd"
-
-
-class TestLighttpdFastCGIAtRoot(FastCGIFront):
-    NAME = "lighttpd-root"
-
-
-class TestLighttpdFastCGIOverTCP(FastCGIFront):
-    NAME = "lighttpd-tcp"
-
-
-class TestLighttpdSpawnsGateways(FastCGIFront):
-    NAME = "lighttpd-spawn"
-
-
-class TestLighttpdSpawnsGatewaysAtRoot(FastCGIFront):
-    NAME = "lighttpd-spawn-root"
-
-
-class TestNginxFastCGIAtPrefix(FastCGIFront):
-    NAME = "nginx"
-
-
-class TestNginxFastCGIAtRoot(FastCGIFront):
-    NAME = "nginx-root"
-
-
-class TestNginxFastCGIKeepConn(FastCGIFront):
-    NAME = "nginx-keep"  # keepalive 8 + fastcgi_keep_conn on
+        return make_front(request, request.param)
 
 
 # -- what the FastCGI fronts show beyond the shared cases ------------------------------

@@ -28,7 +28,7 @@ import requests
 from gateways.confgen import render, split_nginx
 
 import webservers
-from behaviour import TIMEOUT, Front, FrontBehaviour, get_json
+from behaviour import TIMEOUT, FrontBehaviour, front_from_table, get_json
 from daemons import behind_a_web_server, stop_all
 
 pytestmark = pytest.mark.servers
@@ -84,22 +84,9 @@ def apache(daemons, app_dir):
     server.close()
 
 
-def merge_lighttpd(*snippets):
-    """One lighttpd config from several snippets: a repeated ``server.*`` line
-    (module list, stream-response-body) is kept once; lighttpd refuses a
-    variable set twice."""
-    seen, lines = set(), []
-    for line in "\n".join(snippets).splitlines():
-        if line.startswith("server.") and line in seen:
-            continue
-        seen.add(line)
-        lines.append(line)
-    return "\n".join(lines)
-
-
 @pytest.fixture(scope="module")
 def lighttpd(daemons, app_dir):
-    body = merge_lighttpd(snippet("lighttpd", "/app", daemons["unix"], app_dir),
+    body = webservers.merge_lighttpd(snippet("lighttpd", "/app", daemons["unix"], app_dir),
                           snippet("lighttpd", "/tcp", daemons["tcp"], app_dir),
                           snippet("lighttpd", "/", daemons["unix"], app_dir))
     server = webservers.start_lighttpd(body)
@@ -130,58 +117,16 @@ FRONTS = {
 
 
 def make_front(request, name):
-    server_name, mount, _, options = FRONTS[name]
-    server = request.getfixturevalue(server_name)
-    return Front(server.url(), mount, server, **options)
+    return front_from_table(request, FRONTS, name)
 
 
-class TestApacheSCGIAtPrefix(FrontBehaviour):
-    @pytest.fixture(scope="class")
+class TestEveryFront(FrontBehaviour):
+    """The shared cases through each entry of FRONTS."""
+
+    @pytest.fixture(scope="class", params=sorted(FRONTS))
     @classmethod
     def front(cls, request):
-        return make_front(request, "apache")
-
-
-class TestApacheSCGIAtRoot(FrontBehaviour):
-    @pytest.fixture(scope="class")
-    @classmethod
-    def front(cls, request):
-        return make_front(request, "apache-root")
-
-
-class TestLighttpdSCGIAtPrefix(FrontBehaviour):
-    @pytest.fixture(scope="class")
-    @classmethod
-    def front(cls, request):
-        return make_front(request, "lighttpd")
-
-
-class TestLighttpdSCGIAtRoot(FrontBehaviour):
-    @pytest.fixture(scope="class")
-    @classmethod
-    def front(cls, request):
-        return make_front(request, "lighttpd-root")
-
-
-class TestLighttpdSCGIOverTCP(FrontBehaviour):
-    @pytest.fixture(scope="class")
-    @classmethod
-    def front(cls, request):
-        return make_front(request, "lighttpd-tcp")
-
-
-class TestNginxSCGIAtPrefix(FrontBehaviour):
-    @pytest.fixture(scope="class")
-    @classmethod
-    def front(cls, request):
-        return make_front(request, "nginx")
-
-
-class TestNginxSCGIAtRoot(FrontBehaviour):
-    @pytest.fixture(scope="class")
-    @classmethod
-    def front(cls, request):
-        return make_front(request, "nginx-root")
+        return make_front(request, request.param)
 
 
 # -- what only SCGI shows ----------------------------------------------------------------

@@ -73,6 +73,15 @@ def test_bad_values_name_the_option():
         resolve("scgi", {}, environ={"GATEWAYS_MAX_BODY": "lots"})
 
 
+def test_bad_environment_values_name_the_variable():
+    with pytest.raises(ConfigError, match=r"^--max-body: .*\(from GATEWAYS_MAX_BODY\)$"):
+        resolve("scgi", {}, environ={"GATEWAYS_MAX_BODY": "lots"})
+    with pytest.raises(ConfigError, match=r"^--debug: 'maybe' is not one of .*GATEWAYS_DEBUG"):
+        resolve("fastcgi", {}, environ={"GATEWAYS_DEBUG": "maybe"})
+    assert resolve("fastcgi", {}, environ={"GATEWAYS_DEBUG": "off"}).debug is False
+    assert resolve("fastcgi", {}, environ={"GATEWAYS_DEBUG": " On"}).debug is True
+
+
 def test_every_setting_has_help_and_a_known_command():
     for setting in SETTINGS:
         assert setting.flag.startswith("--")

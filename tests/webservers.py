@@ -719,6 +719,19 @@ def nginx_config(body: str, http_extra: str = "") -> str:
     )
 
 
+def merge_lighttpd(*snippets: str) -> str:
+    """One lighttpd config from several snippets: a repeated ``server.*`` line
+    (module list, stream-response-body) is kept once; lighttpd refuses a
+    variable set twice."""
+    seen, lines = set(), []
+    for line in "\n".join(snippets).splitlines():
+        if line.startswith("server.") and line in seen:
+            continue
+        seen.add(line)
+        lines.append(line)
+    return "\n".join(lines)
+
+
 def start_nginx(body: str, *, http_extra: str = "", name: str = "nginx",
                 root: Optional[Path] = None, env: Optional[Mapping[str, str]] = None
                 ) -> Server:

@@ -434,13 +434,10 @@ class Connection:
         return pos + skip
 
     def _request_record(self, rtype, rid, content, events):
+        """A record of the active request other than its body (feed() passes that on)."""
         state = self._state
         if rtype == STDIN:
-            if state == _STDIN:
-                events.append(Stdin(rid, content) if content else StdinEnd(rid))
-                if not content:
-                    self._state = _RUNNING
-            elif state == _PARAMS:
+            if state == _PARAMS:
                 raise StdinBeforeParams()
             else:
                 raise StreamAfterEnd("FCGI_STDIN after its end record")
