@@ -30,7 +30,13 @@ What it does beyond the WSGI core:
 import os
 import sys
 
-from gateways.environ import LimitedInput, build_environ, decode_environ, normalize_mount
+from gateways.environ import (
+    LimitedInput,
+    build_environ,
+    content_length,
+    decode_environ,
+    normalize_mount,
+)
 from gateways.response import ClientDisconnected, FileWrapper, simple_response
 from gateways.response import run as run_app
 
@@ -64,18 +70,44 @@ def _content_length(env):
     """``(length, ok)``: ``None`` means a body read to EOF (chunked upload)."""
     value = env.get("CONTENT_LENGTH")
     if value:
-        if value.isdigit() and value.isascii():
-            return int(value), True
-        return 0, False
+        length = content_length(value)
+        return (0, False) if length is None else (length, True)
     if "chunked" in env.get("HTTP_TRANSFER_ENCODING", "").lower():
         return None, True
     return 0, True
 
 
 def debug_from_env(environ=None):
-    """``GATEWAYS_DEBUG=1`` (or ``true``/``yes``/``on``) turns debug mode on."""
+    """``GATEWAYS_DEBUG=1`` (or ``true``/``yes``/``on``) turns debug mode on.
+
+    Read by the settings table's own parser (imported only when the variable
+    is set), so that a value it does not know is an error here as in every
+    other gateway: :class:`gateways.settings.ConfigError`.
+    """
     value = (environ if environ is not None else os.environ).get("GATEWAYS_DEBUG", "")
-    return value.lower() in ("1", "true", "yes", "on")
+    if not value:
+        return False
+    from gateways.settings import env_flag
+
+    return env_flag("debug", value)
+
+
+def _startup_error(message, as_cgi):
+    """The one line to stderr (the error log); a visitor gets a plain 500 page."""
+    if as_cgi:
+        _refuse(StdoutTransport(sys.stdout.buffer), sys.stderr, message)
+    else:
+        sys.stderr.write("gateways: error: %s\n" % message)
+
+
+def _refuse(transport, errors, message):
+    """An operator's mistake in the environment: one line to the error log, a 500."""
+    errors.write("gateways: error: %s\n" % message)
+    try:
+        transport.finish(simple_response("500 Internal Server Error",
+                                         b"Internal Server Error\n"))
+    except ClientDisconnected:
+        pass
 
 
 def run(app, *, debug=None, script_name=None, iis=False, stdin=None, stdout=None, stderr=None,
@@ -92,18 +124,25 @@ def run(app, *, debug=None, script_name=None, iis=False, stdin=None, stdout=None
     if environ is None:
         environ = os.environb if hasattr(os, "environb") else os.environ
     env = decode_environ(environ)
-    if debug is None:
-        debug = debug_from_env(env)
     if script_name is None:
         script_name = env.get("GATEWAYS_SCRIPT_NAME") or None
     stdin = stdin if stdin is not None else sys.stdin.buffer
     stdout = stdout if stdout is not None else sys.stdout.buffer
     errors = stderr if stderr is not None else sys.stderr
     transport = StdoutTransport(stdout)
+    if debug is None and env.get("GATEWAYS_DEBUG"):
+        from gateways.settings import ConfigError
+
+        try:
+            debug = debug_from_env(env)
+        except ConfigError as exc:
+            _refuse(transport, errors, exc)
+            return 1
 
     length, ok = _content_length(env)
     if not ok:
-        errors.write("gateways: CONTENT_LENGTH %r is not a byte count\n" % env["CONTENT_LENGTH"])
+        errors.write("gateways: CONTENT_LENGTH %r is not a byte count\n"
+                     % env["CONTENT_LENGTH"][:40])
         transport.finish(simple_response("400 Bad Request",
                                          b"Bad Request: invalid Content-Length\n"))
         return 1
@@ -146,23 +185,24 @@ def main(spec, *, app_dir=None, debug=None, script_name=None, iis=False):
     """
     from gateways.loader import AppLoadError, load_app
 
-    if debug is None:
-        debug = debug_from_env()
+    as_cgi = "GATEWAY_INTERFACE" in os.environ
+    if debug is None and os.environ.get("GATEWAYS_DEBUG"):
+        from gateways.settings import ConfigError
+
+        try:
+            debug = debug_from_env()
+        except ConfigError as exc:
+            _startup_error(exc, as_cgi)
+            return 2
     try:
         app = load_app(spec, app_dir)
     except AppLoadError as exc:
-        sys.stderr.write("gateways: error: %s\n" % exc)
-        if debug:
+        if debug:  # the cause's traceback; the one line below says the rest
             import traceback
 
-            traceback.print_exception(type(exc), exc, exc.__traceback__)
-        if "GATEWAY_INTERFACE" in os.environ:
-            try:
-                StdoutTransport(sys.stdout.buffer).finish(
-                    simple_response("500 Internal Server Error", b"Internal Server Error\n")
-                )
-            except ClientDisconnected:
-                pass
+            cause = exc.__cause__ or exc
+            traceback.print_exception(type(cause), cause, cause.__traceback__)
+        _startup_error(exc, as_cgi)
         return 2
     run(app, debug=debug, script_name=script_name, iis=iis)
     return 0

@@ -184,6 +184,12 @@ def values_for(server, gateway, **given):
     values = dict(SAMPLE)
     values["bind"] = default_bind(gateway)
     values.update({k: v for k, v in given.items() if v is not None})
+    for name in ("processes", "threads"):  # checked as the daemon will check them
+        setting = BY_NAME[name]
+        try:
+            values[name] = setting.convert(values[name])
+        except ConfigError as exc:
+            raise ConfigError("%s: %s" % (setting.flag, exc)) from None
     values["prefix"] = _mount(values["prefix"])
     prefix = values["prefix"]
     flags = {"prefix" if prefix else "root"}
@@ -322,9 +328,9 @@ def add_arguments(parser):
     parser.add_argument("--bind", help="the gateway's socket: unix:PATH or HOST:PORT")
     parser.add_argument("--python", help="interpreter that can import gateways and the "
                         "application (default: %s)" % SAMPLE["python"])
-    parser.add_argument("--processes", type=int, help="worker processes (default: %d)"
+    parser.add_argument("--processes", help="worker processes (default: %d)"
                         % SAMPLE["processes"])
-    parser.add_argument("--threads", type=int, help="threads per process (default: %d)"
+    parser.add_argument("--threads", help="threads per process (default: %d)"
                         % SAMPLE["threads"])
     parser.add_argument("--socket-group", help="group of the unix socket, the web server's "
                         "(default: %s)" % SAMPLE["socket_group"])

@@ -49,6 +49,21 @@ def unquote(path):
     return "".join(out)
 
 
+def content_length(value):
+    """A CONTENT_LENGTH value (RFC 3875 §4.1.2: decimal digits) as an int, else None.
+
+    More than 20 significant digits is not a length (and ``int()`` refuses
+    strings of over 4300 digits): None, like any other invalid value.
+    """
+    if not (value.isdigit() and value.isascii()):
+        return None
+    if len(value) > 20:
+        value = value.lstrip("0") or "0"
+        if len(value) > 20:
+            return None
+    return int(value)
+
+
 def normalize_mount(prefix):
     """Turn an operator's ``--script-name`` value into a SCRIPT_NAME.
 

@@ -68,7 +68,9 @@ class ErrorStream:
             self.write(line)
 
     def flush(self):
-        if self.transport.active and any(self.pending):
+        if not self.transport.active:
+            self.fallback.flush()
+        elif any(self.pending):
             self.transport.send_stderr()
 
     def take(self):
@@ -149,15 +151,18 @@ class Transport:
             events = self.conn.feed(data)
         except ProtocolError as exc:
             self.broken = True
-            self.handler.log.warning("FastCGI: closing a connection: %s", exc)
-            raise ClientDisconnected(str(exc)) from exc
+            self.handler.protocol_error(exc)
+            raise ClientDisconnected(str(exc)) from None
         if self.conn.outgoing:
-            self._sendall(self.conn.outgoing)
-            self.conn.outgoing = b""
+            self._sendall(self.conn.take_outgoing())
         for event in events:
             if type(event) is Abort:
                 self.aborted = True
                 raise RequestAborted("FCGI_ABORT_REQUEST")
+        if self.conn.error is not None:
+            self.broken = True
+            self.handler.protocol_error(self.conn.error)
+            raise ClientDisconnected("protocol error")
 
 
 class ConnectionHandler(BaseHandler):
@@ -202,7 +207,7 @@ class ConnectionHandler(BaseHandler):
             try:
                 events = conn.feed(data)
             except ProtocolError as exc:
-                self.log.warning("FastCGI: closing a connection: %s", exc)
+                self.protocol_error(exc)
                 return
             for event in events:
                 kind = type(event)
@@ -234,10 +239,12 @@ class ConnectionHandler(BaseHandler):
                         return
             if conn.outgoing:
                 try:
-                    channel.sendall(conn.outgoing)
+                    channel.sendall(conn.take_outgoing())
                 except OSError:
                     return
-                conn.outgoing = b""
+            if conn.error is not None:
+                self.protocol_error(conn.error)
+                return
             if conn.should_close and not conn.request_id:
                 return
 
@@ -294,15 +301,25 @@ class WSGIServer:
 
     ``bindAddress`` is a unix socket path, a ``(host, port)`` tuple, or None
     for the socket a web server passes on fd 0 (flup's default).  ``umask``
-    sets the unix socket's mode (``0o777 & ~umask``).  ``multiplexed`` is
-    accepted for compatibility: no web server multiplexes, and neither do we
-    (FCGI_MPXS_CONNS is 0).  ``debug`` defaults to False: no tracebacks for
-    visitors.  Other flup keywords (``maxThreads``...) map to ``threads``.
+    is honoured as flup honours it: the unix socket is created with mode
+    ``0o777 & ~umask`` (``umask=0`` makes it writable by every local user, as
+    under flup; a warning says so).  Without ``umask`` the socket is 0660:
+    give ``socket_group="www-data"`` so that the web server can connect.
+    ``multiplexed`` is accepted for compatibility: no web server multiplexes,
+    and neither do we (FCGI_MPXS_CONNS is 0).  ``debug`` defaults to False:
+    no tracebacks for visitors.  flup's thread pool keywords: ``maxThreads``
+    becomes ``threads``; ``minSpare`` and ``maxSpare`` have nothing to tune.
+    Any option of :func:`serve` may be given too (``socket_group``,
+    ``processes``...); other keywords raise TypeError.
     """
+
+    FLUP_POOL = ("minSpare", "maxSpare")
 
     def __init__(self, application, environ=None, multithreaded=True, multiprocess=False,
                  bindAddress=None, umask=None, multiplexed=False, debug=False, roles=None,
                  forceCGI=False, **options):
+        from gateways.settings import UmaskMode, for_command
+
         self.application = application
         self.options = {"debug": debug}
         if isinstance(bindAddress, str):
@@ -311,10 +328,19 @@ class WSGIServer:
             host, port = bindAddress
             self.options["bind"] = ("[%s]:%d" if ":" in host else "%s:%d") % (host, port)
         if umask is not None:
-            self.options["socket_mode"] = 0o777 & ~umask & ~0o002
+            self.options["socket_mode"] = UmaskMode(0o777 & ~umask)
         max_threads = options.pop("maxThreads", None)
         if max_threads:
             self.options["threads"] = max_threads
+        for name in self.FLUP_POOL:
+            options.pop(name, None)
+        known = {s.name for s in for_command("fastcgi")}
+        for name in options:
+            if name not in known:
+                raise TypeError(
+                    "WSGIServer() got an unexpected keyword argument %r (it takes flup's "
+                    "keywords and the options of gateways.fastcgi.serve: %s)"
+                    % (name, ", ".join(sorted(known))))
         self.options.setdefault("processes", 1)
         self.options.update(options)
         self.extra_environ = dict(environ or {})
@@ -335,4 +361,3 @@ class WSGIServer:
         """Serve until stopped; returns False (flup returns True after SIGHUP)."""
         serve(self._app(), **self.options)
         return False
-

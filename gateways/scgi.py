@@ -75,7 +75,7 @@ class ConnectionHandler(BaseHandler):
                 elif not data:
                     self.log.debug("SCGI: %s", exc)
                 else:
-                    self.log.warning("SCGI: closing a connection: %s", exc)
+                    self.protocol_error(exc)
                 return
             received = True
             for event in events:

@@ -74,12 +74,19 @@ def text_value(text):
     return text
 
 
+def _number(value):
+    """True for an int or float given from Python (a bool is not a number here)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 def count(minimum):
     def convert(text):
-        try:
+        if _number(text) and text == int(text):
             value = int(text)
-        except ValueError:
-            raise ConfigError("%r is not a whole number" % (text,)) from None
+        elif isinstance(text, str) and text.strip().lstrip("+-").isdigit():
+            value = int(text)
+        else:
+            raise ConfigError("%r is not a whole number" % (text,))
         if value < minimum:
             raise ConfigError("%d is below the minimum of %d" % (value, minimum))
         return value
@@ -94,8 +101,10 @@ _UNITS = {"": 1, "k": 1024, "kb": 1024, "kib": 1024, "m": 1024**2, "mb": 1024**2
 
 def size(text):
     """Bytes, with an optional K, M or G suffix (powers of 1024)."""
-    if isinstance(text, int):
-        return text
+    if _number(text):
+        if text != int(text) or text < 0:
+            raise ConfigError("%r is not a size: a whole number of bytes, 0 or more" % (text,))
+        return int(text)
     raw = str(text).strip().lower()
     number = raw.rstrip("kmgib")
     unit = raw[len(number):]
@@ -106,19 +115,29 @@ def size(text):
 
 def seconds(text):
     """Seconds, a number > 0 (fractions allowed)."""
-    if isinstance(text, (int, float)):
-        return float(text)
-    try:
+    if _number(text):
         value = float(text)
-    except ValueError:
-        raise ConfigError("%r is not a number of seconds" % (text,)) from None
-    if not value > 0:
-        raise ConfigError("%r seconds: must be more than 0" % (text,))
+    else:
+        try:
+            value = float(text)
+        except (TypeError, ValueError):
+            raise ConfigError("%r is not a number of seconds" % (text,)) from None
+    if not 0 < value < float("inf"):
+        raise ConfigError("%r seconds: must be a number more than 0" % (text,))
     return value
+
+
+class UmaskMode(int):
+    """A socket mode that flup's ``WSGIServer(umask=...)`` asked for: 0o777 & ~umask.
+
+    The one way to a world-writable socket, because flup code that passes
+    ``umask=0`` relies on it (``--socket-mode`` refuses such modes)."""
 
 
 def file_mode(text):
     """An octal permission mode such as 0660; never writable by others."""
+    if isinstance(text, UmaskMode):
+        return text
     if isinstance(text, int):
         value = text
     else:
@@ -275,6 +294,12 @@ def _env_flag(setting, raw):
         return value in _TRUE
     raise ConfigError("%s: %r is not one of %s (from %s)" % (
         setting.flag, raw, "/".join(_TRUE + _FALSE), setting.env))
+
+
+def env_flag(name, raw):
+    """The on/off value of ``GATEWAYS_<NAME>`` set to ``raw``; ConfigError when it is
+    neither (the CGI path reads its variables with this, as ``resolve`` does)."""
+    return _env_flag(BY_NAME[name], raw)
 
 
 def resolve(command, given, environ=None):

@@ -119,6 +119,28 @@ def test_debug_from_environment():
     assert b"SECRET-MARKER" in body
 
 
+def test_debug_from_environment_is_read_like_every_other_gateway():
+    _, _, body, _, _ = cgi(probe.application, {"PATH_INFO": "/error", "GATEWAYS_DEBUG": " on"})
+    assert b"SECRET-MARKER" in body
+
+
+@pytest.mark.parametrize("value", ["maybe", "of"])
+def test_unknown_debug_value_is_one_line_and_a_plain_500(value):
+    status, _, body, err, _ = cgi(probe.application,
+                                  {"PATH_INFO": "/error", "GATEWAYS_DEBUG": value})
+    assert status == "Status: 500 Internal Server Error"
+    assert b"SECRET-MARKER" not in body
+    assert err.count("\n") == 1 and err.startswith("gateways: error: --debug: %r" % value)
+    assert "(from GATEWAYS_DEBUG)" in err
+
+
+def test_content_length_of_thousands_of_digits_is_400():
+    status, _, _, err, _ = cgi(probe.application, {"REQUEST_METHOD": "POST",
+                                                   "CONTENT_LENGTH": "9" * 5000})
+    assert status == "Status: 400 Bad Request"
+    assert err.count("\n") == 1 and "CONTENT_LENGTH" in err
+
+
 def test_print_in_app_goes_to_stderr():
     def app(environ, start_response):
         print("stray output")

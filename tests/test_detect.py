@@ -11,14 +11,18 @@ import hashlib
 import http.client
 import json
 import os
+import shutil
 import signal
 import socket
+import stat
 import subprocess
 import sys
 
 import pytest
+import requests
 from test_engine import Daemon, ipv6_loopback, output_lines, raw_request
 
+from gateways.confgen import render
 from gateways.detect import CGI, FASTCGI, STANDALONE, detect, listening_socket
 
 import webservers
@@ -252,3 +256,53 @@ def test_flup_style_wsgiserver_bind_address_unix_socket(started, tmp):
     daemon.signal(signal.SIGTERM)
     assert daemon.wait_exit() == 0
     assert not os.path.exists(path)
+
+
+SEED_KEYWORDS = """
+import sys
+sys.path.insert(0, sys.argv[1])
+from probe import application
+from gateways.fastcgi import WSGIServer
+
+WSGIServer(application, bindAddress=sys.argv[2], %s).run()
+"""
+
+
+@pytest.fixture
+def public_tmp():
+    """A directory the web server's user can reach (for a unix socket)."""
+    directory = webservers.public_dir("gw-flup-")
+    yield directory
+    shutil.rmtree(directory, ignore_errors=True)
+
+
+@pytest.mark.servers
+@pytest.mark.parametrize(("keywords", "mode"), [
+    ("umask=0", 0o777), ("umask=0o002", 0o775), ("socket_group='www-data'", 0o660)])
+def test_flup_socket_reached_by_lighttpd_as_www_data(started, tmp, public_tmp, keywords, mode):
+    path = str(public_tmp / "flup.sock")
+    daemon = Daemon([sys.executable, "-c", SEED_KEYWORDS % keywords, str(APPS), path], tmp,
+                    address=path, stdin=subprocess.DEVNULL)
+    started.append(daemon)
+    daemon.wait_ready()
+    assert stat.S_IMODE(os.stat(path).st_mode) == mode
+    if keywords == "umask=0":
+        assert "writable by every local user" in daemon.log.text()
+    snippet = render("lighttpd", "fastcgi", bind="unix:" + path, prefix="/app")
+    with webservers.start_lighttpd(snippet, modules=["mod_fastcgi"]) as lighttpd:
+        response = requests.get(lighttpd.url("/app/echo"), timeout=10)
+    if mode == 0o775 and webservers.www_data_ids():
+        assert response.status_code == 503  # www-data is "other": no write permission
+    else:
+        assert response.status_code == 200, response.text
+        assert response.json()["gateway"] == "FastCGI"
+
+
+def test_flup_unknown_keyword_is_a_type_error():
+    from gateways.fastcgi import WSGIServer
+
+    with pytest.raises(TypeError, match="unexpected keyword argument 'bindAdress'"):
+        WSGIServer(lambda environ, start_response: [], bindAdress="/run/x.sock")
+    server = WSGIServer(lambda e, s: [], bindAddress="/run/x.sock", maxThreads=3, minSpare=1,
+                        maxSpare=5, socket_group="www-data")
+    assert server.options["threads"] == 3 and server.options["socket_group"] == "www-data"

@@ -411,6 +411,62 @@ def test_malformed_input_closes_that_connection_only(main, data, reason):
     assert len(main.log.new_lines()) == 1
 
 
+def test_a_warning_names_the_peer_on_a_unix_socket(main):
+    with main.client() as client:
+        client.send_raw(b"\xde\xad\xbe\xef" * 8)
+        assert client.read_until_closed(TIMEOUT) == []
+    [line] = main.log.wait_for("closing a connection").splitlines()
+    assert "from a unix socket peer (pid %d, uid %d)" % (os.getpid(), os.getuid()) in line
+
+
+def test_a_warning_names_the_peer_on_tcp(strict):
+    with strict.client() as client:
+        port = client.sock.getsockname()[1]
+        client.send_raw(b"\xde\xad\xbe\xef" * 8)
+        assert client.read_until_closed(TIMEOUT) == []
+    [line] = strict.log.wait_for("closing a connection").splitlines()
+    assert "WARNING" in line and "from 127.0.0.1:%d:" % port in line, line
+
+
+def test_a_violation_after_a_request_in_one_write_answers_it_then_closes(main):
+    with main.client() as client:
+        client.send_raw(build_request(http_params("/pid"), keep_conn=True)
+                        + record(fc.STDOUT, 1, b"x"))
+        records = client.read_until_closed(TIMEOUT)
+    check_complete(Response(records))
+    [line] = main.log.wait_for("closing a connection").splitlines()
+    assert "WARNING" in line and "record type 6 is not for an application" in line, line
+    serves(main)
+
+
+@pytest.mark.parametrize("where", ["params", "stdin"])
+def test_stdin_after_an_abort_in_the_same_write(main, where):
+    # Found by fuzzing: the records of an aborted request that follow the
+    # abort in the same read crashed the connection's thread.
+    params = http_params("/upload", method="POST", body=b"x" * 1000)
+    head = fc.begin_request(1, keep_conn=True) + record(fc.PARAMS, 1, fc.encode_pairs(params))
+    if where == "stdin":
+        head += record(fc.PARAMS, 1) + record(fc.STDIN, 1, b"x" * 100)
+    late = record(fc.STDIN, 1, b"x" * 100) + record(fc.STDIN, 1)
+    with main.client() as client:
+        client.send_raw(head + abort(1) + late)
+        response = Response(client.read_until_end(1, timeout=TIMEOUT))
+        assert response.protocol_status == fc.REQUEST_COMPLETE and response.app_status == 1
+        assert response.stdout == b"" and response.stdout_ended
+        check_complete(get(client, "/pid"))
+    quiet_log(main)
+
+
+def test_a_content_length_of_thousands_of_digits_is_400(main):
+    params = http_params("/upload", method="POST", CONTENT_LENGTH="9" * 5000)
+    with main.client() as client:
+        response = check_complete(client.request(params, b"", keep_conn=True), 400)
+        assert b"Content-Length" in response.body
+        check_complete(get(client, "/pid"))
+    [line] = main.log.wait_for("not a byte count").splitlines()
+    assert "WARNING" in line and "Traceback" not in main.log.new_text()
+
+
 def test_truncated_record_then_close_is_not_logged(main):
     data = build_request(http_params("/echo"))
     for cut in (3, 12, len(data) - 1):

@@ -358,3 +358,65 @@ def test_listening_socket_on_fd_0_served(started, tmp, family):
         assert "(from the web server on fd 0)" in daemon.log.text()
         assert answers(daemon, family, sock.getsockname())
 
+
+
+# -- --log-file and --pid-file mistakes: one line, nothing left behind ------------------------
+
+
+@pytest.mark.parametrize("option", ["--log-file", "--pid-file"])
+def test_file_in_a_missing_directory_one_line_nothing_left(started, tmp, option):
+    missing = "/nonexistent-gw-%d/x.%s" % (os.getpid(), option[2:5])
+    line = one_line_failure(started, tmp, option, missing, needle="%s %s" % (option, missing))
+    assert "Traceback" not in line
+    assert "does not exist" in line or "No such file" in line, line
+    assert not os.path.exists(started[-1].address)  # the socket file is not left behind
+
+
+def _pid_file_daemon(started, tmp, pid_file, name):
+    return serve(started, tmp, "--pid-file", str(pid_file), name=name)
+
+
+def test_second_daemon_with_the_same_pid_file_is_refused(started, tmp):
+    pid_file = tmp / "gw.pid"
+    first = _pid_file_daemon(started, tmp, pid_file, "first").wait_ready()
+    assert pid_file.read_text() == "%d\n" % first.pid
+    second = _pid_file_daemon(started, tmp, pid_file, "second")
+    code = second.wait_exit()
+    lines = output_lines(second.log.text())
+    assert code == 1, lines
+    assert len(lines) == 1 and "running as pid %d" % first.pid in lines[0], lines
+    assert pid_file.read_text() == "%d\n" % first.pid  # the live daemon's file is intact
+    assert not os.path.exists(second.address)
+    assert answers(first) in first.worker_pids()
+    first.signal(signal.SIGTERM)
+    assert first.wait_exit() == 0
+    assert not pid_file.exists()
+
+
+def test_stale_pid_file_is_taken_over(started, tmp):
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()  # a pid that no longer runs
+    pid_file = tmp / "gw.pid"
+    pid_file.write_text("%d\n" % gone.pid)
+    daemon = _pid_file_daemon(started, tmp, pid_file, "server").wait_ready()
+    assert pid_file.read_text() == "%d\n" % daemon.pid
+
+
+def test_pid_file_taken_over_by_another_is_not_removed(started, tmp):
+    pid_file = tmp / "gw.pid"
+    daemon = _pid_file_daemon(started, tmp, pid_file, "server").wait_ready()
+    pid_file.write_text("%d\n" % os.getpid())  # an operator pointed it elsewhere
+    daemon.signal(signal.SIGTERM)
+    assert daemon.wait_exit() == 0
+    assert pid_file.read_text() == "%d\n" % os.getpid()
+
+
+def test_start_up_error_also_goes_to_the_log_file(started, tmp):
+    with listening(socket.AF_INET, ("127.0.0.1", 0)) as busy:
+        port = busy.getsockname()[1]
+        log = tmp / "gw.log"
+        line = one_line_failure(started, tmp, "--log-file", str(log), status=1,
+                                bind="127.0.0.1:%d" % port, needle="already in use")
+    logged = [entry for entry in log.read_text().splitlines() if entry.strip()]
+    assert len(logged) == 1 and " ERROR: " in logged[0], logged
+    assert logged[0].endswith(line[len("gateways: error: "):]), (logged, line)

@@ -105,14 +105,26 @@ def run(data, byte_by_byte=True, **options):
     return expected[0], expected[1], first
 
 
+def raise_error(conn, data):
+    """Feed ``data``, then one byte more: the error state raises by then at the latest
+    (a feed() that completed events before the violation returns them first)."""
+    conn.feed(data)
+    conn.feed(b"\1")
+
+
 def check_invalid(data, error, byte_by_byte=True, **options):
-    """Every split raises exactly ``error`` while feeding."""
+    """Every split raises exactly ``error`` while feeding (or, when the same feed()
+    completed events before it, at the next feed()), and keeps raising it."""
     for label, chunks in splits(data, byte_by_byte=byte_by_byte):
         conn = Connection(**options)
         with pytest.raises(ProtocolError) as info:
             feed_all(conn, chunks)
+            conn.feed(b"\1")
         assert type(info.value) is error, (label, info.value)
         assert str(info.value) and info.value.reason == str(info.value)
+        assert type(conn.error) is error and str(conn.error) == str(info.value)
+        with pytest.raises(error):
+            conn.feed(build_request(GET))
 
 
 def end_request(rid, protocol_status, app_status=0):
@@ -716,11 +728,11 @@ def test_error_messages_name_the_culprit():
     with pytest.raises(UnsupportedVersion, match="version 2"):
         Connection().feed(bad_version(2))
     with pytest.raises(UnknownRecordType, match="type 12"):
-        Connection().feed(active() + record(12, 1))
+        raise_error(Connection(), active() + record(12, 1))
     with pytest.raises(BadBeginRequest, match="7 bytes"):
         Connection().feed(record(fc.BEGIN_REQUEST, 1, bytes(7)))
     with pytest.raises(DuplicateBeginRequest, match="request id 3"):
-        Connection().feed(begin_request(3) + begin_request(3))
+        raise_error(Connection(), begin_request(3) + begin_request(3))
 
 
 @pytest.mark.parametrize("active_request", [False, True], ids=["idle", "active"])
@@ -831,3 +843,83 @@ def test_mutated_requests_parse_or_raise_protocol_errors(at, byte, cut):
         conn.feed(bytes(data[cut:]))
     except ProtocolError:
         pass
+
+
+# -- the error state and its costs (issue: defects found by fuzzing) -------------------------
+
+
+def test_a_violation_after_a_complete_request_delivers_the_request_first():
+    conn = Connection()
+    events = conn.feed(build_request(GET, b"body") + bad_version(2))
+    assert merged(events) == [Request(1, GET, False), Stdin(1, b"body"), StdinEnd(1)]
+    assert type(conn.error) is UnsupportedVersion
+    for later in (b"", b"\0", build_request(GET)):
+        with pytest.raises(UnsupportedVersion):
+            conn.feed(later)
+
+
+def test_a_violation_with_nothing_before_it_raises_at_once():
+    conn = Connection()
+    with pytest.raises(UnsupportedVersion):
+        conn.feed(bad_version(2))
+    with pytest.raises(UnsupportedVersion):
+        conn.feed(build_request(GET))
+
+
+@pytest.mark.parametrize("where", ["mid params", "after params", "mid stdin"])
+def test_stdin_after_abort_in_the_same_read_is_dropped(where):
+    head = {
+        "mid params": begin_request(1, keep_conn=True) + record(fc.PARAMS, 1, b"\x01\x01A"),
+        "after params": active(keep_conn=True),
+        "mid stdin": active(keep_conn=True) + record(fc.STDIN, 1, b"part"),
+    }[where]
+    late = record(fc.STDIN, 1, b"late") + record(fc.PARAMS, 1) + stdin_end()
+    events, _, conn = run(head + abort(1) + late)
+    assert [type(e) for e in events if type(e) is not Request] == (
+        [Stdin, Abort] if where == "mid stdin" else [Abort])
+    assert conn.error is None
+    conn.end_request(b"", 1)
+    assert conn.feed(build_request(GET, request_id=2)) == [Request(2, GET, False), StdinEnd(2)]
+
+
+def _garbage_after_errors(feed_bad, count=200):
+    """How many objects the collector finds unreachable after ``count`` connections
+    that ended in a protocol error and were dropped (0: no reference cycles)."""
+    import gc
+
+    gc.collect()
+    gc.disable()
+    try:
+        for _ in range(count):
+            feed_bad()
+        return gc.collect()
+    finally:
+        gc.enable()
+
+
+def test_a_connection_in_error_leaves_no_reference_cycle():
+    def feed_bad():
+        conn = Connection()
+        try:
+            raise_error(conn, build_request(GET) + bad_version(2))
+        except ProtocolError:
+            pass
+
+    assert _garbage_after_errors(feed_bad) == 0
+
+
+def test_many_answers_in_one_read_stay_linear():
+    # 65,536 unknown management records in one read: each is answered with
+    # FCGI_UNKNOWN_TYPE.  Appending to immutable bytes made this quadratic
+    # (34 GB copied); linear, it takes a fraction of a second.
+    import time
+
+    count = 65536
+    data = record(200, 0) * count
+    conn = Connection()
+    started = time.monotonic()
+    assert conn.feed(data) == []
+    answers = conn.take_outgoing()
+    assert time.monotonic() - started < 10.0
+    assert len(answers) == 16 * count and conn.outgoing == b""
+    assert parse_records(answers[:16]) == [(fc.UNKNOWN_TYPE, 0, bytes((200,)) + bytes(7))]

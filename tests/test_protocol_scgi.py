@@ -399,3 +399,40 @@ def test_repeated_http_headers_are_joined():
     events = SCGIRequestParser().feed(data)
     assert events[0].params["HTTP_X_DUP"] == "a, b"
     assert events[0].params["HTTP_COOKIE"] == "c=1; d=2"
+
+
+# -- found by fuzzing ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("digits", [21, 4301, 60000])
+def test_a_content_length_of_thousands_of_digits_is_a_protocol_error(digits):
+    block = headers((b"CONTENT_LENGTH", b"9" * digits), SCGI1)
+    check_invalid(netstring(block), BadContentLength, max_header_size=100000)
+
+
+def test_leading_zeros_do_not_make_a_length_too_long():
+    block = headers((b"CONTENT_LENGTH", b"0" * 5000 + b"3"), SCGI1)
+    events = SCGIRequestParser(max_header_size=100000).feed(netstring(block) + b"abc")
+    assert events[0].content_length == 3 and events[1:] == [Body(b"abc"), EndOfBody()]
+
+
+def test_a_parser_in_error_leaves_no_reference_cycle():
+    import gc
+
+    gc.collect()
+    gc.disable()
+    try:
+        for _ in range(200):
+            parser = SCGIRequestParser()
+            for data in (b"x", b"y"):
+                try:
+                    parser.feed(data)
+                except ProtocolError:
+                    pass
+            try:
+                parser.eof()
+            except ProtocolError:
+                pass
+        assert gc.collect() == 0
+    finally:
+        gc.enable()

@@ -8,6 +8,7 @@ import pytest
 from gateways.settings import (
     SETTINGS,
     ConfigError,
+    count,
     file_mode,
     for_command,
     resolve,
@@ -34,6 +35,31 @@ def test_seconds():
     for bad in ("0", "-1", "soon"):
         with pytest.raises(ConfigError):
             seconds(bad)
+
+
+@pytest.mark.parametrize(("convert", "value"), [
+    (seconds, 0), (seconds, -3), (seconds, 0.0), (seconds, float("nan")), (seconds, float("inf")),
+    (size, -5), (size, 1.5), (count(1), 0), (count(1), 2.5), (count(0), True),
+])
+def test_values_from_python_are_checked_too(convert, value):
+    with pytest.raises(ConfigError):
+        convert(value)
+
+
+def test_python_api_refuses_a_zero_timeout_before_listening(tmp_path):
+    from gateways.fastcgi import serve
+
+    sock = tmp_path / "never.sock"
+    with pytest.raises(ConfigError, match="--timeout"):
+        serve(lambda environ, start_response: [], bind="unix:%s" % sock, timeout=0)
+    assert not sock.exists()
+
+
+def test_conf_processes_0_is_one_line():
+    proc = subprocess.run([sys.executable, "-m", "gateways", "conf", "nginx", "fastcgi",
+                           "--processes", "0"], capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr == "gateways: error: --processes: 0 is below the minimum of 1\n"
 
 
 def test_socket_mode_never_world_writable():

@@ -30,14 +30,17 @@ Rules (the ones implementers most often get wrong are marked *):
 * §5.5 *This application does not multiplex: a second FCGI_BEGIN_REQUEST
   while a request is active is answered FCGI_CANT_MPX_CONN.
 * §5.4 *FCGI_ABORT_REQUEST becomes an :class:`Abort` event; the server must
-  stop the application and answer with a real FCGI_END_REQUEST.
+  stop the application and answer with a real FCGI_END_REQUEST.  Until it
+  does, records the web server still sends for that request are dropped.
 * §6.1/§3.3 *FCGI_STDOUT is split into records of at most 65535 bytes and
   ended with an empty record before FCGI_END_REQUEST (the same for
   FCGI_STDERR when it was used).
 
 Limits: the PARAMS stream is bounded by ``max_params_size`` bytes and
 ``max_params`` pairs.  Every violation raises its own :class:`ProtocolError`
-subclass; the connection is unusable afterwards and the server closes it.
+subclass and puts the connection in its error state: the events completed
+before the violation in the same ``feed()`` are returned (``error`` is then
+set), and every later ``feed()`` raises the error; the server closes it.
 """
 
 import struct
@@ -311,7 +314,7 @@ def _decode_pairs_checked(data, text, max_pairs):
 
 # -- the connection ---------------------------------------------------------------
 
-_IDLE, _PARAMS, _STDIN, _RUNNING = range(4)
+_IDLE, _PARAMS, _STDIN, _RUNNING, _ABORTED = range(5)
 
 
 class Connection:
@@ -332,7 +335,7 @@ class Connection:
             "FCGI_MAX_REQS": str(max_reqs),
             "FCGI_MPXS_CONNS": "0",
         }
-        self.outgoing = b""
+        self.outgoing = bytearray()  # appended to: many answers in one read stay linear
         self.should_close = False
         self.request_id = 0
         self.keep_conn = False
@@ -346,6 +349,7 @@ class Connection:
         # arrive, not buffered whole: what is left of its content and padding.
         self._stdin_left = 0
         self._padding_left = 0
+        self._error = None
 
     # -- input --------------------------------------------------------------------
 
@@ -355,19 +359,47 @@ class Connection:
         The body (FCGI_STDIN) comes out as it arrives: a record split across
         two ``feed()`` calls gives two :class:`Stdin` events.
         """
+        if self._error is not None:
+            raise self.error
         if not data:
             return []
         events = []
+        try:
+            self._feed(data, events)
+        except ProtocolError as error:
+            # The error state: what came before the violation is delivered now,
+            # every later feed() raises.  Kept as (class, args): the exception
+            # itself holds frames that hold this connection, a cycle.
+            self._error = (type(error), error.args)
+            self._buffer = None
+            self._stdin_left = self._padding_left = 0
+            if not events:
+                raise
+        return events
+
+    @property
+    def error(self):
+        """The violation that stopped this connection (a new exception each time), or None.
+
+        Set when a feed() met a violation after events it returned: the server
+        handles those, then closes the connection.
+        """
+        if self._error is None:
+            return None
+        cls, args = self._error
+        return cls(*args)
+
+    def _feed(self, data, events):
         pos = 0
         if self._stdin_left or self._padding_left:
             pos = self._rest_of_stdin(data, events)
             if pos == len(data):
-                return events
+                return
         buffer = self._buffer
         if buffer is not None:
             buffer += memoryview(data)[pos:] if pos else data  # no copy of what came before
             if len(buffer) < self._need:
-                return events  # the record is still incomplete: nothing to parse yet
+                return  # the record is still incomplete: nothing to parse yet
             data = bytes(buffer)
             pos = 0
         size = len(data)
@@ -416,7 +448,6 @@ class Connection:
             if size - pos < 8:
                 self._need = 8
             self._buffer = bytearray(memoryview(data)[pos:])
-        return events
 
     def _rest_of_stdin(self, data, events):
         """The rest of a STDIN record begun in an earlier feed(); how much of ``data`` it took."""
@@ -436,6 +467,8 @@ class Connection:
     def _request_record(self, rtype, rid, content, events):
         """A record of the active request other than its body (feed() passes that on)."""
         state = self._state
+        if state == _ABORTED and rtype in (STDIN, PARAMS, DATA):
+            return  # §5.4: the rest of an aborted request's streams is of no use
         if rtype == STDIN:
             if state == _PARAMS:
                 raise StdinBeforeParams()
@@ -457,6 +490,10 @@ class Connection:
                 self._state = _STDIN
                 events.append(Request(rid, decode_pairs(block, self.max_params), self.keep_conn))
         elif rtype == ABORT_REQUEST:
+            # The server answers with FCGI_END_REQUEST (end_request()); until then
+            # the records the web server still sends for this request are dropped.
+            self._state = _ABORTED
+            self._params = []
             events.append(Abort(rid))
         elif rtype == BEGIN_REQUEST:
             raise DuplicateBeginRequest("request id %d is already active" % rid)
@@ -502,6 +539,12 @@ class Connection:
         else:
             # §4.2: an unknown management type is answered, not fatal.
             self.outgoing += record(UNKNOWN_TYPE, 0, bytes((rtype,)) + bytes(7))
+
+    def take_outgoing(self):
+        """The bytes of the automatic answers queued so far (they are cleared)."""
+        data = bytes(self.outgoing)
+        self.outgoing.clear()
+        return data
 
     @property
     def body_complete(self):

@@ -34,6 +34,7 @@ for clients, tests and benchmarks.
 from gateways.protocol import ProtocolError, join_repeated
 
 _HEADER, _BODY, _DONE, _ERROR = "header", "body", "done", "error"
+MAX_LENGTH_DIGITS = 20  # a CONTENT_LENGTH longer than this is not a length
 
 
 class BadNetstringLength(ProtocolError):
@@ -177,25 +178,38 @@ class SCGIRequestParser:
             try:
                 return self._header(data)
             except ProtocolError as error:
-                self._state, self._error, self._buf = _ERROR, error, None
+                self._fail(error)
                 raise
         if state is _ERROR:
-            raise self._error
+            raise self.error
         return []  # _DONE: §2, one request per connection; later bytes are ignored
+
+    def _fail(self, error):
+        # Kept as (class, args), not the exception: a raised exception holds its
+        # traceback, whose frames hold this parser, a cycle per bad connection.
+        self._state, self._error, self._buf = _ERROR, (type(error), error.args), None
+
+    @property
+    def error(self):
+        """The violation that stopped this parser (a new exception each time), or None."""
+        if self._error is None:
+            return None
+        cls, args = self._error
+        return cls(*args)
 
     def eof(self):
         state = self._state
         if state is _DONE:
             return []
         if state is _ERROR:
-            raise self._error
+            raise self.error
         if state is _HEADER:
             got = len(self._buf) if self._buf is not None else 0
             error = Truncated(f"connection closed after {got} bytes of the header netstring")
         else:
             got = self._length - self._remaining
             error = Truncated(f"connection closed after {got} of {self._length} body bytes")
-        self._state, self._error, self._buf = _ERROR, error, None
+        self._fail(error)
         raise error
 
     def _incomplete(self, buf):
@@ -253,7 +267,7 @@ class SCGIRequestParser:
         if parts[-1]:
             raise MalformedHeaders("header block does not end with NUL")
         if not len(parts) & 1:
-            raise MalformedHeaders(f"header {parts[-2]!r} has no value")
+            raise MalformedHeaders(f"header {parts[-2][:40]!r} has no value")
         count = len(parts) >> 1
         if count > self.max_params:
             raise TooManyHeaders(f"{count} headers, over the limit of {self.max_params}")
@@ -261,10 +275,15 @@ class SCGIRequestParser:
             raise ContentLengthNotFirst("header block is empty; CONTENT_LENGTH is required")
         # §3: "The first header must have the name CONTENT_LENGTH", digits, maybe "0".
         if parts[0] != "CONTENT_LENGTH":
-            raise ContentLengthNotFirst(f"first header is {parts[0]!r}, not CONTENT_LENGTH")
+            raise ContentLengthNotFirst(f"first header is {parts[0][:40]!r}, not CONTENT_LENGTH")
         length = parts[1]
         if not (length.isdigit() and length.isascii()):
-            raise BadContentLength(f"CONTENT_LENGTH is {length!r}, not a decimal number")
+            raise BadContentLength(f"CONTENT_LENGTH is {length[:40]!r}, not a decimal number")
+        if len(length) > MAX_LENGTH_DIGITS:
+            # int() refuses more than 4300 digits; no body is 10**20 bytes long.
+            length = length.lstrip("0") or "0"
+            if len(length) > MAX_LENGTH_DIGITS:
+                raise BadContentLength(f"CONTENT_LENGTH has {len(parts[1])} digits")
         pairs = iter(parts)
         params = dict(zip(pairs, pairs))  # the unpaired final "" is dropped by zip
         if len(params) != count:
@@ -276,7 +295,7 @@ class SCGIRequestParser:
         if version != "1":
             if version is None:
                 raise MissingSCGI("no SCGI header")
-            raise BadSCGIVersion(f"SCGI header is {version!r}, not '1'")
+            raise BadSCGIVersion(f"SCGI header is {version[:40]!r}, not '1'")
         return params, int(length)
 
     @staticmethod
@@ -293,7 +312,7 @@ class SCGIRequestParser:
             elif name.startswith("HTTP_"):
                 params[name] = join_repeated(name, params[name], value)
             else:
-                raise DuplicateHeader(f"header {name!r} sent twice")
+                raise DuplicateHeader(f"header {name[:40]!r} sent twice")
         return params
 
     def _body(self, data):

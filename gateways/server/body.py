@@ -12,6 +12,8 @@ CONTENT_LENGTH; ``wsgi.input_terminated`` holds).
 import io
 import tempfile
 
+from gateways.environ import content_length
+
 EMPTY = b""
 
 
@@ -66,9 +68,10 @@ def check_length(value, limit):
     """None when a CONTENT_LENGTH value is acceptable, else the status to answer."""
     if not value:
         return None
-    if not (value.isdigit() and value.isascii()):
+    length = content_length(value)
+    if length is None:
         return "400 Bad Request"
-    if int(value) > limit:
+    if length > limit:
         return "413 Content Too Large"
     return None
 

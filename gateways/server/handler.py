@@ -8,6 +8,9 @@ request run through :func:`gateways.environ.build_environ` and
 :func:`gateways.response.run`.
 """
 
+import _socket
+import struct
+
 from gateways.environ import EnvironBuilder, normalize_mount
 from gateways.response import FileWrapper
 from gateways.response import run as run_app
@@ -16,6 +19,20 @@ from gateways.server.workers import TICK
 
 TOO_LARGE = "413 Content Too Large"
 RECV_SIZE = 65536  # below glibc's mmap threshold: recv buffers come from the heap
+_CRED = struct.Struct("3i")  # struct ucred: pid, uid, gid
+_SO_PEERCRED = getattr(_socket, "SO_PEERCRED", 17)
+
+
+def describe_peer(sock, address):
+    """``127.0.0.1:41234``, or for a unix socket the peer's pid and uid (SO_PEERCRED)."""
+    if isinstance(address, tuple) and address:
+        host = address[0]
+        return ("[%s]:%s" if ":" in host else "%s:%s") % (host, address[1])
+    try:
+        pid, uid, _ = _CRED.unpack(sock.getsockopt(_socket.SOL_SOCKET, _SO_PEERCRED, _CRED.size))
+    except (OSError, AttributeError):
+        return "a unix socket peer"
+    return "a unix socket peer (pid %d, uid %d)" % (pid, uid)
 
 
 class BaseHandler:
@@ -56,10 +73,20 @@ class BaseHandler:
         """Read protocol-specific settings (subclass hook)."""
 
     def __call__(self, channel, address):
+        self.channel, self.address = channel, address  # for log lines about the peer
         try:
             self.serve(channel, address)
         finally:
             self.state.end()  # a no-op unless the connection broke mid-request
+
+    def peer(self):
+        """Who is on the other end of the connection, for a log line."""
+        return describe_peer(self.channel.sock, self.address)
+
+    def protocol_error(self, exc):
+        """The peer broke the protocol: one WARNING line naming it and the violation."""
+        self.log.warning("%s: closing a connection from %s: %s", self.gateway, self.peer(),
+                         exc)
 
     def receive(self, recv, busy, idle_limit):
         """The next bytes from the peer (``b""`` at its end), or None: close now.
@@ -77,9 +104,9 @@ class BaseHandler:
                 waited += TICK
                 if busy:
                     if waited >= self.read_timeout:
-                        self.log.warning("%s: the web server stalled for %g s in the middle "
-                                         "of a request; closing the connection",
-                                         self.gateway, waited)
+                        self.log.warning("%s: %s stalled for %g s in the middle of a "
+                                         "request; closing the connection",
+                                         self.gateway, self.peer(), waited)
                         return None
                 elif self.state.stopping or waited >= idle_limit:
                     return None
@@ -91,7 +118,12 @@ class BaseHandler:
         """A request's meta-variables arrived: ``(body, rejection status or None)``."""
         self.state.begin()
         body = Body(self.spool_threshold, self.max_body)
-        return body, check_length(params.get("CONTENT_LENGTH"), self.max_body)
+        length = params.get("CONTENT_LENGTH")
+        reject = check_length(length, self.max_body)
+        if reject is not None and reject != TOO_LARGE:
+            self.log.warning("%s: %s sent CONTENT_LENGTH %r, not a byte count; answering %s",
+                             self.gateway, self.peer(), length[:40], reject)
+        return body, reject
 
     @staticmethod
     def collect(body, data, reject):

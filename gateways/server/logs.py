@@ -12,6 +12,8 @@ import logging.handlers
 import os
 import sys
 
+from gateways.settings import ConfigError
+
 FORMAT = "%(asctime)s gateways[%(process)d] %(levelname)s: %(message)s"
 LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING,
           "error": logging.ERROR}
@@ -28,6 +30,39 @@ class _NullStream:
 
     def flush(self):
         pass
+
+
+class HandlerStream:
+    """A text stream that writes into a log handler's current file.
+
+    ``wsgi.errors`` of the gateways without an error channel of their own
+    (SCGI; FastCGI outside a request).  It must not be the handler's stream
+    itself: after logrotate renames the file (no copytruncate), the
+    WatchedFileHandler closes that stream and opens a new file, and every
+    later write to the old stream would fail.
+    """
+
+    __slots__ = ("handler",)
+
+    def __init__(self, handler):
+        self.handler = handler
+
+    def write(self, text):
+        handler = self.handler
+        handler.acquire()
+        try:
+            handler.reopenIfNeeded()  # as the handler does before each log record
+            handler.stream.write(text)
+        finally:
+            handler.release()
+        return len(text)
+
+    def writelines(self, lines):
+        for line in lines:
+            self.write(line)
+
+    def flush(self):
+        self.handler.flush()
 
 
 def stderr_open():
@@ -53,8 +88,12 @@ def setup(level="info", log_file=None):
     for handler in list(log.handlers):
         log.removeHandler(handler)
     if log_file:
-        handler = logging.handlers.WatchedFileHandler(log_file)  # logrotate-friendly
-        stream = handler.stream
+        try:
+            handler = logging.handlers.WatchedFileHandler(log_file)  # logrotate-friendly
+        except OSError as exc:
+            raise ConfigError("--log-file %s: cannot open it: %s" % (
+                log_file, exc.strerror or exc)) from None
+        stream = HandlerStream(handler)
     elif stderr_open():
         handler = logging.StreamHandler(sys.stderr)
         stream = sys.stderr

@@ -11,6 +11,7 @@ import sys
 from gateways.loader import AppLoadError, load_app
 from gateways.server import logs
 from gateways.server.listen import open_listeners
+from gateways.server.pidfile import PidFile
 from gateways.server.workers import Master
 from gateways.settings import ConfigError, resolve
 
@@ -26,10 +27,30 @@ def _protocol(command):
 
 
 def run_server(command, app, config):
-    """Open the listeners and supervise workers serving ``app`` (callable or APP)."""
+    """Open the listeners and supervise workers serving ``app`` (callable or APP).
+
+    What start-up creates comes in an order that leaves nothing behind when a
+    later step fails: the log, the pid file, then the sockets.
+    """
     log, errors = logs.setup(config.log_level, config.log_file)
-    listeners = open_listeners(config.bind, mode=config.socket_mode, owner=config.socket_owner,
-                               group=config.socket_group, backlog=config.backlog)
+    try:
+        pid_file = PidFile.claim(config.pid_file) if config.pid_file else None
+    except ConfigError as exc:
+        _log_failure(log, config, exc)
+        raise
+    try:
+        listeners = open_listeners(config.bind, mode=config.socket_mode,
+                                   owner=config.socket_owner, group=config.socket_group,
+                                   backlog=config.backlog)
+    except ConfigError as exc:
+        _log_failure(log, config, exc)
+        if pid_file is not None:
+            pid_file.release()
+        raise
+    if config.socket_mode & 0o002 and any(lst.unix_path for lst in listeners):
+        log.warning("the unix socket is writable by every local user (mode %04o, from "
+                    "WSGIServer's umask); socket_group= with the default mode 0660 is safer",
+                    config.socket_mode)
     module = _protocol(command)
     multiprocess = config.processes > 1 or any(lst.inherited for lst in listeners)
 
@@ -48,9 +69,16 @@ def run_server(command, app, config):
                     timeout=config.timeout, graceful_timeout=config.graceful_timeout,
                     max_requests=config.max_requests,
                     max_requests_jitter=config.max_requests_jitter,
-                    write_timeout=config.read_timeout, log=log, pid_file=config.pid_file,
+                    write_timeout=config.read_timeout, log=log, pid_file=pid_file,
                     name=NAMES[command])
     return master.run()
+
+
+def _log_failure(log, config, exc):
+    """A start-up error also goes to --log-file: stderr may be closed (a web server
+    that spawned us) or not looked at."""
+    if config.log_file:
+        log.error("%s", exc)
 
 
 def serve_protocol(command, app, options):

@@ -415,9 +415,6 @@ class Master:
         self._ready_r, self._ready_w = os.pipe()
         os.set_blocking(self._ready_r, False)
         self._install_signals()
-        if self.pid_file:
-            with open(self.pid_file, "w") as f:
-                f.write("%d\n" % os.getpid())
         try:
             while True:
                 now = time.monotonic()
@@ -455,9 +452,6 @@ class Master:
             signal.signal(signum, signal.SIG_IGN)
         for listener in self.listeners:
             listener.close(remove=not listener.inherited)
-        if self.pid_file:
-            try:
-                os.unlink(self.pid_file)
-            except OSError:
-                pass
+        if self.pid_file is not None:
+            self.pid_file.release()
         signal.set_wakeup_fd(-1)
