@@ -144,18 +144,16 @@ def main(spec, *, app_dir=None, debug=None, script_name=None, iis=False):
     Otherwise the exit status is 0, even when the application failed: the
     error page was the answer, and the error log has the traceback.
     """
-    from gateways.loader import AppLoadError, load_app
+    from gateways.loader import AppLoadError, load_app, traceback_text
 
     if debug is None:
         debug = debug_from_env()
     try:
         app = load_app(spec, app_dir)
     except AppLoadError as exc:
-        sys.stderr.write("gateways: error: %s\n" % exc)
         if debug:
-            import traceback
-
-            traceback.print_exception(type(exc), exc, exc.__traceback__)
+            sys.stderr.write(traceback_text(exc))
+        sys.stderr.write("gateways: error: %s\n" % exc)
         if "GATEWAY_INTERFACE" in os.environ:
             try:
                 StdoutTransport(sys.stdout.buffer).finish(

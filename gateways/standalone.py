@@ -136,8 +136,14 @@ def request_handler():
     return RequestHandler
 
 
+def _address(host, port):
+    return "%s:%d" % ("[%s]" % host if ":" in host else host, port)
+
+
 def check_port_free(host, port):
     """Fail with one line now rather than with werkzeug's multi-line message later."""
+    from gateways.server.listen import address_in_use
+
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     try:
         infos = socket.getaddrinfo(host, port, family if host != "localhost" else 0,
@@ -151,13 +157,8 @@ def check_port_free(host, port):
         probe.bind(address)
     except OSError as exc:
         if exc.errno == errno.EADDRINUSE:
-            error = ConfigError(
-                "%s port %d is already in use by another program; choose another with "
-                "--bind HOST:PORT" % (host, port)
-            )
-            error.status = 1
-            raise error from None
-        raise ConfigError("--bind %s:%d: %s" % (host, port, exc.strerror)) from None
+            raise address_in_use(_address(host, port)) from None
+        raise ConfigError("--bind %s: %s" % (_address(host, port), exc.strerror)) from None
     finally:
         probe.close()
 
@@ -193,7 +194,7 @@ def serve(app, host="127.0.0.1", port=8000, *, reload=False, debug=False, thread
 
 def serve_cli(config):
     from gateways.cli import _fail
-    from gateways.loader import AppLoadError, load_app
+    from gateways.loader import AppLoadError, load_app, traceback_text
     from gateways.server.listen import parse_bind
 
     try:
@@ -206,9 +207,7 @@ def serve_cli(config):
                      script_name=config.script_name)
     except AppLoadError as exc:
         if config.debug:
-            import traceback
-
-            traceback.print_exception(type(exc), exc, exc.__traceback__)
+            sys.stderr.write(traceback_text(exc))
         return _fail(str(exc))
     except ConfigError as exc:
         return _fail(str(exc), exc.status)

@@ -24,7 +24,7 @@ from gateways.confgen import render, split_nginx
 
 import webservers
 from behaviour import Front, FrontBehaviour, get_json
-from daemons import Daemon, gateways_argv, report, wait_until
+from daemons import APPS, Daemon, gateways_argv, report, wait_until
 
 pytestmark = pytest.mark.servers
 
@@ -105,6 +105,21 @@ def test_port_in_use_is_one_line_and_exit_1():
     assert proc.returncode == 1
     assert proc.stderr.count("\n") == 1
     assert "already in use" in proc.stderr
+
+
+@pytest.mark.parametrize("command", ["serve", "fastcgi", "scgi"])
+def test_port_in_use_is_the_same_sentence_for_every_command(command):
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        proc = subprocess.run([GATEWAYS, command, "probe", "--app-dir", str(APPS), "--bind",
+                               "127.0.0.1:%d" % port, "--processes", "1"], capture_output=True,
+                              text=True, timeout=30, stdin=subprocess.DEVNULL)
+    assert (proc.returncode, proc.stdout) == (1, "")
+    assert proc.stderr == (
+        "gateways: error: --bind 127.0.0.1:%d: the address is already in use (another "
+        "program listens there); choose another with --bind HOST:PORT\n" % port)
 
 
 def test_debugger_refused_on_public_address():
