@@ -183,7 +183,7 @@ def main(spec, *, app_dir=None, debug=None, script_name=None, iis=False):
     Otherwise the exit status is 0, even when the application failed: the
     error page was the answer, and the error log has the traceback.
     """
-    from gateways.loader import AppLoadError, load_app
+    from gateways.loader import AppLoadError, load_app, traceback_text
 
     as_cgi = "GATEWAY_INTERFACE" in os.environ
     if debug is None and os.environ.get("GATEWAYS_DEBUG"):
@@ -197,11 +197,8 @@ def main(spec, *, app_dir=None, debug=None, script_name=None, iis=False):
     try:
         app = load_app(spec, app_dir)
     except AppLoadError as exc:
-        if debug:  # the cause's traceback; the one line below says the rest
-            import traceback
-
-            cause = exc.__cause__ or exc
-            traceback.print_exception(type(cause), cause, cause.__traceback__)
+        if debug:  # the traceback; the one line below says the rest
+            sys.stderr.write(traceback_text(exc))
         _startup_error(exc, as_cgi)
         return 2
     run(app, debug=debug, script_name=script_name, iis=iis)

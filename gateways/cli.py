@@ -7,7 +7,7 @@ Sub-commands::
     gateways run APP            CGI, FastCGI or standalone, as the environment says
     gateways fastcgi APP        FastCGI daemon or web-server-spawned responder
     gateways scgi APP           SCGI daemon
-    gateways conf SERVER GATEWAY     print a web-server config snippet
+    gateways conf SERVER GATEWAY     print a web-server config snippet (--list: the pairs)
     gateways cgi-script APP -o FILE  write a cgi-bin script
     gateways check FILE              diagnose a cgi-bin script
 
@@ -125,14 +125,22 @@ def build_parser():
                                    default=None, help=help_text)
     assert {s.name for s in SETTINGS} <= {a.dest for p in parsers.values() for a in p._actions}
 
-    p = sub.add_parser("conf", help="print a web-server config snippet for a gateway",
-                       description="Print a config snippet for SERVER that sets up GATEWAY, "
-                       "filled with the values given.")
     from gateways.confgen import add_arguments as conf_arguments
+    from gateways.confgen import pairs_help
 
+    p = sub.add_parser("conf", help="print a web-server config snippet for a gateway",
+                       description="Print a config snippet for SERVER that sets up GATEWAY,\n"
+                       "filled with the values given.",
+                       epilog=pairs_help(), formatter_class=argparse.RawDescriptionHelpFormatter)
     conf_arguments(p)
 
-    p = sub.add_parser("cgi-script", help="write a cgi-bin script that serves APP")
+    p = sub.add_parser("cgi-script", help="write a cgi-bin script that serves APP",
+                       description="Write FILE, a cgi-bin script that serves APP: an absolute "
+                       "shebang to the interpreter (--python), LF line endings, mode 0755. "
+                       "The same script serves FastCGI when a web server spawns it with a "
+                       "listening socket on fd 0 (mod_fcgid, lighttpd bin-path) and the "
+                       "standalone server from a terminal. Check it with 'gateways check "
+                       "FILE'.")
     p.add_argument("app", metavar="APP", help="the WSGI application, as for 'gateways cgi'")
     p.add_argument("-o", "--output", required=True, metavar="FILE",
                    help="the script to write, e.g. cgi-bin/app.cgi")
@@ -142,7 +150,14 @@ def build_parser():
                    help="directory put first on sys.path (default: the current directory)")
     p.add_argument("--force", action="store_true", help="overwrite FILE if it exists")
 
-    p = sub.add_parser("check", help="diagnose a cgi-bin script: every problem and its fix")
+    p = sub.add_parser("check", help="diagnose a cgi-bin script: every problem and its fix",
+                       description="Diagnose a cgi-bin script the way the web server runs it, "
+                       "as its user (--user): byte order mark, line endings, shebang and "
+                       "interpreter, permissions of the file and its directories, the file "
+                       "name's extension, the imports of gateways and the application, and one "
+                       "real request. Prints each problem with the shell command that fixes "
+                       "it. Exit status: 0 no problem, 1 problems found, 2 nothing could be "
+                       "checked.")
     from gateways.doctor import add_arguments as check_arguments
 
     check_arguments(p)

@@ -13,6 +13,9 @@ Template syntax, deliberately tiny:
 
 ``{{name}}``
     a value (an unknown name is an error, never left in the output);
+    ``{{sh_name}}`` the same value quoted for a shell command line, as in the
+    commands a snippet's comments show (they carry the operator's values,
+    never sample ones);
 ``#?flag text``
     the line ``text`` is kept only when ``flag`` holds: ``root`` (mounted
     at ``/``), ``prefix`` (mounted below it), ``unix`` or ``tcp`` (the kind
@@ -248,6 +251,8 @@ def fill(text, values, flags):
 
     def value(match):
         name = match.group(1)
+        if name.startswith("sh_") and name[3:] in values:
+            return shlex.quote(str(values[name[3:]]))
         if name not in values:
             raise KeyError("template uses an unknown value {{%s}}" % name)
         return str(values[name])
@@ -312,14 +317,30 @@ def sample_files():
 # -- command line -------------------------------------------------------------------
 
 
+def pairs_help(width=79):
+    """The valid SERVER GATEWAY pairs and what each sets up (``gateways conf --help``)."""
+    import textwrap
+
+    lines = ["SERVER GATEWAY pairs (gateways conf --list prints them alone):"]
+    for server, gateway in sorted(SNIPPETS):
+        lines.append(textwrap.fill(SNIPPETS[(server, gateway)], width,
+                                   initial_indent="  %-24s" % ("%s %s" % (server, gateway)),
+                                   subsequent_indent=" " * 26))
+    return "\n".join(lines)
+
+
 def add_arguments(parser):
     """The arguments of ``gateways conf``."""
     servers = sorted({s for s, _ in SNIPPETS})
     gateways = sorted({g for _, g in SNIPPETS})
-    parser.add_argument("server", metavar="SERVER", choices=servers,
+    parser.add_argument("server", metavar="SERVER", choices=servers, nargs="?",
                         help="the web server: %s" % ", ".join(servers))
-    parser.add_argument("gateway", metavar="GATEWAY",
-                        help="what the snippet sets up: %s" % ", ".join(gateways))
+    parser.add_argument("gateway", metavar="GATEWAY", nargs="?",
+                        help="what the snippet sets up: %s (not every pair: see below)"
+                        % ", ".join(gateways))
+    parser.add_argument("--list", action="store_true",
+                        help="print the valid SERVER GATEWAY pairs, one per line (those of "
+                        "SERVER when it is given), and nothing else")
     parser.add_argument("--app", help="the WSGI application (default: %s)" % SAMPLE["app"])
     parser.add_argument("--app-dir", help="directory of the application's code "
                         "(default: %s)" % SAMPLE["app_dir"])
@@ -334,8 +355,9 @@ def add_arguments(parser):
                         % SAMPLE["threads"])
     parser.add_argument("--socket-group", help="group of the unix socket, the web server's "
                         "(default: %s)" % SAMPLE["socket_group"])
-    parser.add_argument("--user", help="systemd: the user the daemon runs as "
-                        "(default: %s)" % SAMPLE["user"])
+    parser.add_argument("--user", help="the user the application runs as: systemd's "
+                        "User=; for CGI and mod_fcgid the web server's, for 'gateways check "
+                        "--user' (default: %s)" % SAMPLE["user"])
     parser.add_argument("--script", help="CGI: path of the cgi-bin script "
                         "(default: %s)" % SAMPLE["script"])
     parser.add_argument("--backends", help="balancer: comma-separated HOST:PORT of the "
@@ -343,7 +365,17 @@ def add_arguments(parser):
 
 
 def run_cli(args):
-    """``gateways conf``: print the snippet; exit 2 with one line on a bad value."""
+    """``gateways conf``: print the snippet (``--list``: the pairs); exit 2 with one line
+    on a bad value."""
+    if args.list:
+        sys.stdout.write("".join("%s %s\n" % pair for pair in sorted(SNIPPETS)
+                                 if args.server in (None, pair[0])
+                                 and args.gateway in (None, pair[1])))
+        return 0
+    if args.server is None or args.gateway is None:
+        sys.stderr.write("gateways: error: conf needs SERVER and GATEWAY (gateways conf "
+                         "--list prints the valid pairs)\n")
+        return 2
     given = {k: getattr(args, k) for k in ("app", "app_dir", "prefix", "bind", "python",
                                            "processes", "threads", "socket_group", "user",
                                            "script", "backends")}

@@ -31,6 +31,19 @@ class AppLoadError(Exception):
         self.reason = reason
 
 
+def traceback_text(exc):
+    """The traceback of ``exc`` for ``--debug``, its causes included, without its own
+    last line: the caller prints the message once, as the one line of the error."""
+    import traceback
+
+    found = traceback.TracebackException.from_exception(exc)
+    lines = list(found.format())
+    tail = list(found.format_exception_only())
+    if lines[-len(tail):] == tail:
+        del lines[-len(tail):]
+    return "".join(lines)
+
+
 def split_spec(spec):
     """``"mod:name(args)"`` -> ``("mod", "name(args)")``; no name -> ``(spec, None)``."""
     head = spec.split("(", 1)[0]

@@ -199,9 +199,11 @@ SETTINGS = (
             "Undo IIS's CGI quirk of repeating SCRIPT_NAME at the start of PATH_INFO."),
     Setting("bind", "--bind", ("serve",) + DAEMONS, bind_value,
             {"serve": "127.0.0.1:8000"}, "ADDRESS",
-            "Where to listen: unix:PATH, HOST:PORT, [IPv6]:PORT or fd:N. FastCGI and SCGI "
-            "default: the sockets systemd passes (LISTEN_FDS), else the listening socket a "
-            "web server passes as fd 0 (lighttpd bin-path, mod_fcgid, spawn-fcgi).",
+            {"*": "Where to listen: unix:PATH, HOST:PORT, [IPv6]:PORT or fd:N. FastCGI and "
+                  "SCGI default: the sockets systemd passes (LISTEN_FDS), else the listening "
+                  "socket a web server passes as fd 0 (lighttpd bin-path, mod_fcgid, "
+                  "spawn-fcgi).",
+             "serve": "Where to listen: HOST:PORT or [IPv6]:PORT (TCP only)."},
             section="Listening"),
     Setting("socket_mode", "--socket-mode", DAEMONS, file_mode, 0o660, "MODE",
             "Permissions of a unix socket (octal). Never writable by all.",

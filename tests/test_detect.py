@@ -190,8 +190,8 @@ def test_run_without_cgi_or_socket_starts_the_standalone_server(tmp):
         holder.close()
     lines = output_lines(result.stderr.decode() + result.stdout.decode())
     assert result.returncode == 1, lines
-    assert lines == ["gateways: error: 127.0.0.1 port 8000 is already in use by another "
-                     "program; choose another with --bind HOST:PORT"]
+    assert lines == ["gateways: error: --bind 127.0.0.1:8000: the address is already in use "
+                     "(another program listens there); choose another with --bind HOST:PORT"]
 
 
 STANDALONE_SCRIPT = """

@@ -129,6 +129,19 @@ def test_cli_reports_load_failure_in_one_line(command, appdir):
     assert "raises" in lines[0] and "boom at import" in lines[0]
 
 
+@pytest.mark.parametrize("command", ["serve", "fastcgi", "scgi", "cgi", "run"])
+def test_cli_debug_shows_the_message_once_after_the_traceback(command, appdir):
+    extra = ["--bind", "unix:%s/app.sock" % appdir] if command in ("fastcgi", "scgi") else []
+    proc = subprocess.run([sys.executable, "-m", "gateways", command, "raises", "--debug",
+                           "--app-dir", str(appdir), *extra], capture_output=True, text=True,
+                          timeout=30, env={"PATH": "/usr/bin:/bin"}, stdin=subprocess.DEVNULL)
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback (most recent call last)" in proc.stderr
+    assert 'raises.py", line 1' in proc.stderr  # the cause's frame
+    assert proc.stderr.count("cannot load application") == 1, proc.stderr
+    assert "cannot load application 'raises'" in proc.stderr.splitlines()[-1]
+
+
 def test_cli_debug_adds_traceback(appdir):
     proc = subprocess.run([sys.executable, "-m", "gateways", "serve", "raises", "--debug",
                            "--app-dir", str(appdir)], capture_output=True, text=True, timeout=30)

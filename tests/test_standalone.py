@@ -1,14 +1,21 @@
 """The standalone gateway: `gateways serve` (werkzeug's development server).
 
 The same request/response cases as behind the web servers, at the root and
-with --script-name /app; the operator errors (port in use, --debug on a
-public address, a bad --bind) end in one line; and the proxy snippets put
-the standalone server behind real Apache, lighttpd and nginx.
+with --script-name /app; what werkzeug gets wrong on the wire, put right
+(raw sockets: a request without a body, HEAD, Expect: 100-continue,
+malformed headers); --reload picking up an edited application; the operator
+errors (port in use, --debug on a public address, a bad --bind) end in one
+line; and the proxy snippets put the standalone server behind real Apache,
+lighttpd and nginx.
 """
 
+import json
 import signal
 import socket
 import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
 import requests
@@ -17,7 +24,11 @@ from gateways.confgen import render, split_nginx
 
 import webservers
 from behaviour import Front, FrontBehaviour, get_json
-from daemons import Daemon, gateways_argv
+from daemons import APPS, Daemon, gateways_argv, report, wait_until
+
+pytestmark = pytest.mark.servers
+
+GATEWAYS = str(Path(sys.executable).parent / "gateways")  # the console script, as typed
 
 
 def start_serve(directory, *args):
@@ -96,6 +107,21 @@ def test_port_in_use_is_one_line_and_exit_1():
     assert "already in use" in proc.stderr
 
 
+@pytest.mark.parametrize("command", ["serve", "fastcgi", "scgi"])
+def test_port_in_use_is_the_same_sentence_for_every_command(command):
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        proc = subprocess.run([GATEWAYS, command, "probe", "--app-dir", str(APPS), "--bind",
+                               "127.0.0.1:%d" % port, "--processes", "1"], capture_output=True,
+                              text=True, timeout=30, stdin=subprocess.DEVNULL)
+    assert (proc.returncode, proc.stdout) == (1, "")
+    assert proc.stderr == (
+        "gateways: error: --bind 127.0.0.1:%d: the address is already in use (another "
+        "program listens there); choose another with --bind HOST:PORT\n" % port)
+
+
 def test_debugger_refused_on_public_address():
     proc = run_cli("serve", "--debug", "--bind", "0.0.0.0:%d" % webservers.free_port())
     assert proc.returncode == 2
@@ -117,6 +143,134 @@ def test_debugger_on_loopback(app_dir, tmp_path):
         page = requests.get("http://127.0.0.1:%d/error" % daemon.address[1], timeout=10)
         assert page.status_code == 500
         assert "SECRET-MARKER" in page.text  # werkzeug's debugger page shows the traceback
+    finally:
+        stop(daemon)
+
+
+# -- on the wire: what werkzeug gets wrong, put right ---------------------------------
+
+RAW_TIMEOUT = 5.0  # a server that waits for more than the request sent fails the test
+
+
+def exchange(port, request, expect_100=None):
+    """Send ``request`` (bytes) over a new connection and read until the server closes
+    it (werkzeug closes every connection): all the bytes the client sees.  With
+    ``expect_100`` (a body), ``request`` is the head only: the body follows once
+    ``100 Continue`` has arrived, as curl sends it."""
+    deadline = time.monotonic() + 2 * RAW_TIMEOUT
+    received = b""
+    with socket.create_connection(("127.0.0.1", port), timeout=RAW_TIMEOUT) as sock:
+        sock.sendall(request)
+        if expect_100 is not None:
+            while b"\r\n\r\n" not in received:
+                data = sock.recv(65536)
+                assert data and time.monotonic() < deadline, received
+                received += data
+            sock.sendall(expect_100)
+        while time.monotonic() < deadline:
+            data = sock.recv(65536)
+            if not data:
+                return received
+            received += data
+    pytest.fail("the server did not close the connection: %r" % received)
+
+
+def split(response):
+    head, _, body = response.partition(b"\r\n\r\n")
+    return head, body
+
+
+def header(head, name):
+    values = [line.split(b":", 1)[1].strip() for line in head.split(b"\r\n")[1:]
+              if line.split(b":", 1)[0].lower() == name.lower().encode()]
+    return values[0].decode() if values else None
+
+
+def port_of(url):
+    return int(url.rsplit(":", 1)[1])
+
+
+@pytest.mark.parametrize("version", ["HTTP/1.1", "HTTP/1.0"])
+def test_request_without_a_body_reads_as_empty(standalone, version):
+    """No Content-Length, not chunked: wsgi.input is empty (PEP 3333), not the socket."""
+    request = "GET /upload HTTP/%s\r\nHost: localhost\r\n\r\n" % version[5:]
+    head, body = split(exchange(port_of(standalone), request.encode()))
+    assert head.startswith(b"HTTP/1.1 200 OK\r\n"), head
+    assert json.loads(body)["length"] == 0
+
+
+def test_content_length_with_spaces_is_the_body_length(standalone):
+    response = exchange(port_of(standalone), b"POST /upload HTTP/1.1\r\nHost: localhost\r\n"
+                        b"Content-Length:  5 \r\n\r\nhello")
+    head, body = split(response)
+    assert head.startswith(b"HTTP/1.1 200 OK\r\n"), head
+    assert json.loads(body)["length"] == 5
+
+
+def test_expect_100_continue_gets_one_interim_response(standalone):
+    response = exchange(port_of(standalone), b"POST /upload HTTP/1.1\r\nHost: localhost\r\n"
+                        b"Content-Length: 5\r\nExpect: 100-continue\r\n\r\n",
+                        expect_100=b"hello")
+    assert response.startswith(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\n"), response
+    assert response.count(b"100 Continue") == 1
+    assert json.loads(split(response)[1].split(b"\r\n\r\n", 1)[1])["length"] == 5
+
+
+@pytest.mark.parametrize("path", ["/bytes?n=3000", "/write", "/file?n=3000",
+                                  "/stream?n=3&delay=0", "/status/404"])
+def test_head_has_the_head_of_get_and_no_body(standalone, path):
+    port = port_of(standalone)
+    get_head, get_body = split(exchange(port, b"GET %s HTTP/1.1\r\nHost: localhost\r\n\r\n"
+                                        % path.encode()))
+    response = exchange(port, b"HEAD %s HTTP/1.1\r\nHost: localhost\r\n\r\n" % path.encode())
+    head, body = split(response)
+    assert body == b"", response
+    assert head.split(b"\r\n")[0] == get_head.split(b"\r\n")[0]
+    assert header(head, "Content-Type") == header(get_head, "Content-Type")
+    if path.startswith("/bytes"):
+        assert header(head, "Content-Length") == "3000" == str(len(get_body))
+
+
+@pytest.mark.parametrize("lines", [
+    [b"NoColonHere"],
+    [b"X-Probe : spaced"],
+    [b"Content-Length: abc"],
+    [b"Content-Length: -1"],
+    [b"Content-Length: 5", b"Content-Length: 6"],
+], ids=["no-colon", "space-before-colon", "length-not-a-number", "length-negative",
+        "two-lengths"])
+def test_malformed_header_is_400(standalone, lines):
+    request = b"\r\n".join([b"GET /echo HTTP/1.1", b"Host: localhost", *lines]) + b"\r\n\r\n"
+    response = exchange(port_of(standalone), request)
+    assert response.startswith(b"HTTP/1.1 400 Bad Request\r\n"), response
+
+
+def test_reload_serves_the_edited_application(tmp_path):
+    """`gateways serve FILE:app --reload`: the reloader's child serves on the port its
+    parent holds, and a saved edit of FILE is answered after the restart."""
+    source = ("def app(environ, start_response):\n"
+              "    start_response('200 OK', [('Content-Type', 'text/plain')])\n"
+              "    return [%r]\n")
+    app_file = tmp_path / "reloaded.py"
+    app_file.write_text(source % b"first version")
+    daemon = Daemon([GATEWAYS, "serve", "%s:app" % app_file, "--reload"], tmp_path, "serve",
+                    bind="tcp")
+    try:
+        daemon.wait_ready(needle=None)
+        url = "http://127.0.0.1:%d/" % daemon.address[1]
+        first = requests.get(url, timeout=10)
+        assert (first.status_code, first.text) == (200, "first version"), report(daemon)
+        # Another length as well: Python's bytecode cache checks size and whole seconds.
+        app_file.write_text(source % b"the second version, edited")
+
+        def answer():
+            try:
+                return requests.get(url, timeout=5).text == "the second version, edited"
+            except requests.RequestException:
+                return False  # restarting
+
+        wait_until(answer, timeout=30, interval=0.2,
+                   what=lambda: "the edit is not served\n" + report(daemon))
     finally:
         stop(daemon)
 

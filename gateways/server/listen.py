@@ -240,6 +240,15 @@ def _ids(owner, group):
     return uid, gid
 
 
+def address_in_use(text):
+    """The error for a HOST:PORT another program listens on: one sentence for every
+    command (``gateways serve`` too), exit status 1."""
+    error = ConfigError("--bind %s: the address is already in use (another program listens "
+                        "there); choose another with --bind HOST:PORT" % text)
+    error.status = 1
+    return error
+
+
 def _tcp_listener(address, backlog):
     try:
         infos = socket.getaddrinfo(address.host, address.port, 0, socket.SOCK_STREAM,
@@ -255,11 +264,9 @@ def _tcp_listener(address, backlog):
         sock.listen(backlog)
     except OSError as exc:
         sock.close()
-        error = ConfigError("--bind %s: %s" % (address.text, exc.strerror))
         if exc.errno == errno.EADDRINUSE:
-            error = ConfigError("--bind %s: the address is already in use" % address.text)
-            error.status = 1
-        raise error from None
+            raise address_in_use(address.text) from None
+        raise ConfigError("--bind %s: %s" % (address.text, exc.strerror)) from None
     return Listener(sock, _describe(sock))
 
 

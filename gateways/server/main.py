@@ -8,7 +8,7 @@ only place that knows all three rooms.
 
 import sys
 
-from gateways.loader import AppLoadError, load_app
+from gateways.loader import AppLoadError, load_app, traceback_text
 from gateways.server import logs
 from gateways.server.listen import open_listeners
 from gateways.server.pidfile import PidFile
@@ -59,9 +59,10 @@ def run_server(command, app, config):
         if isinstance(app, str):
             try:
                 application = load_app(app, config.app_dir)
-            except AppLoadError:
-                if config.debug:
-                    log.error("traceback of the load failure:", exc_info=True)
+            except AppLoadError as exc:
+                if config.debug:  # the worker logs the message itself, once
+                    log.error("traceback of the load failure:\n%s",
+                              traceback_text(exc).rstrip("\n"))
                 raise
         return module.ConnectionHandler.factory(application, config, log, errors, multiprocess)
 
