@@ -5,8 +5,17 @@ request, so nothing here imports more than the standard library already has
 loaded at interpreter start-up.
 """
 
-__version__ = "0.1.0"
 __all__ = ["__version__", "run"]
+
+
+def __getattr__(name):
+    # The version lives in gateways._version (setup.cfg reads it there), imported
+    # only when asked for: a CGI request pays for every module.
+    if name == "__version__":
+        from gateways._version import __version__
+
+        return __version__
+    raise AttributeError("module 'gateways' has no attribute %r" % name)
 
 
 def run(app, **options):
@@ -20,6 +29,6 @@ def run(app, **options):
     are settings by their Python names (``script_name="/app"``...).  Nothing
     is guessed from ``SERVER_SOFTWARE``.  Returns the exit status.
     """
-    from gateways.detect import run as _run
+    from gateways.launcher import run as _run
 
     return _run(app, **options)

@@ -37,7 +37,12 @@ from gateways.environ import (
     decode_environ,
     normalize_mount,
 )
-from gateways.response import ClientDisconnected, FileWrapper, simple_response
+from gateways.response import (
+    BAD_CONTENT_LENGTH,
+    NO_APPLICATION,
+    ClientDisconnected,
+    FileWrapper,
+)
 from gateways.response import run as run_app
 
 
@@ -82,7 +87,7 @@ def debug_from_env(environ=None):
 
     Read by the settings table's own parser (imported only when the variable
     is set), so that a value it does not know is an error here as in every
-    other gateway: :class:`gateways.settings.ConfigError`.
+    other gateway: :class:`gateways.errors.ConfigError`.
     """
     value = (environ if environ is not None else os.environ).get("GATEWAYS_DEBUG", "")
     if not value:
@@ -92,20 +97,19 @@ def debug_from_env(environ=None):
     return env_flag("debug", value)
 
 
-def _startup_error(message, as_cgi):
+def _startup_error(error, as_cgi, debug=False):
     """The one line to stderr (the error log); a visitor gets a plain 500 page."""
+    from gateways.errors import report
+
+    status = report(error, debug)
     if as_cgi:
-        _refuse(StdoutTransport(sys.stdout.buffer), sys.stderr, message)
-    else:
-        sys.stderr.write("gateways: error: %s\n" % message)
+        _answer(StdoutTransport(sys.stdout.buffer), NO_APPLICATION)
+    return status
 
 
-def _refuse(transport, errors, message):
-    """An operator's mistake in the environment: one line to the error log, a 500."""
-    errors.write("gateways: error: %s\n" % message)
+def _answer(transport, refusal):
     try:
-        transport.finish(simple_response("500 Internal Server Error",
-                                         b"Internal Server Error\n"))
+        transport.finish(refusal.render())
     except ClientDisconnected:
         pass
 
@@ -131,20 +135,20 @@ def run(app, *, debug=None, script_name=None, iis=False, stdin=None, stdout=None
     errors = stderr if stderr is not None else sys.stderr
     transport = StdoutTransport(stdout)
     if debug is None and env.get("GATEWAYS_DEBUG"):
-        from gateways.settings import ConfigError
+        from gateways.errors import ConfigError
 
         try:
             debug = debug_from_env(env)
-        except ConfigError as exc:
-            _refuse(transport, errors, exc)
+        except ConfigError as exc:  # one line to the error log, a plain 500
+            errors.write("gateways: error: %s\n" % exc)
+            _answer(transport, NO_APPLICATION)
             return 1
 
     length, ok = _content_length(env)
     if not ok:
-        errors.write("gateways: CONTENT_LENGTH %r is not a byte count\n"
-                     % env["CONTENT_LENGTH"][:40])
-        transport.finish(simple_response("400 Bad Request",
-                                         b"Bad Request: invalid Content-Length\n"))
+        errors.write("gateways: CONTENT_LENGTH %r is %s\n"
+                     % (env["CONTENT_LENGTH"][:40], BAD_CONTENT_LENGTH.reason))
+        _answer(transport, BAD_CONTENT_LENGTH)
         return 1
     wsgi_input = LimitedInput(stdin, length)
     environ = build_environ(
@@ -183,23 +187,14 @@ def main(spec, *, app_dir=None, debug=None, script_name=None, iis=False):
     Otherwise the exit status is 0, even when the application failed: the
     error page was the answer, and the error log has the traceback.
     """
-    from gateways.loader import AppLoadError, load_app, traceback_text
+    from gateways.errors import OperatorError
+    from gateways.loader import load_app
 
-    as_cgi = "GATEWAY_INTERFACE" in os.environ
-    if debug is None and os.environ.get("GATEWAYS_DEBUG"):
-        from gateways.settings import ConfigError
-
-        try:
-            debug = debug_from_env()
-        except ConfigError as exc:
-            _startup_error(exc, as_cgi)
-            return 2
     try:
+        if debug is None and os.environ.get("GATEWAYS_DEBUG"):
+            debug = debug_from_env()
         app = load_app(spec, app_dir)
-    except AppLoadError as exc:
-        if debug:  # the traceback; the one line below says the rest
-            sys.stderr.write(traceback_text(exc))
-        _startup_error(exc, as_cgi)
-        return 2
+    except OperatorError as exc:
+        return _startup_error(exc, "GATEWAY_INTERFACE" in os.environ, bool(debug))
     run(app, debug=debug, script_name=script_name, iis=iis)
     return 0

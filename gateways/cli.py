@@ -18,12 +18,7 @@ Operator mistakes end in one line on stderr and a non-zero exit status.
 
 import sys
 
-PROG = "gateways"
-
-
-def _fail(message, status=2):
-    sys.stderr.write("%s: error: %s\n" % (PROG, message))
-    return status
+from gateways.errors import PROG, OperatorError, report
 
 
 def _fast_cgi_args(argv):
@@ -60,12 +55,9 @@ def _fast_cgi_args(argv):
 
 def _cmd_cgi(given):
     from gateways.cgi import main as cgi_main
-    from gateways.settings import ConfigError, resolve
+    from gateways.settings import resolve
 
-    try:
-        config = resolve("cgi", given)
-    except ConfigError as exc:
-        return _fail(str(exc))
+    config = resolve("cgi", given)
     return cgi_main(config.app, app_dir=config.app_dir, debug=config.debug,
                     script_name=config.script_name, iis=config.iis)
 
@@ -73,8 +65,8 @@ def _cmd_cgi(given):
 def build_parser():
     import argparse
 
-    from gateways import __version__
-    from gateways.settings import SETTINGS, for_command
+    from gateways._version import __version__
+    from gateways.settings import for_command
 
     parser = argparse.ArgumentParser(
         prog=PROG,
@@ -123,7 +115,6 @@ def build_parser():
             else:
                 group.add_argument(setting.flag, dest=setting.name, metavar=setting.metavar,
                                    default=None, help=help_text)
-    assert {s.name for s in SETTINGS} <= {a.dest for p in parsers.values() for a in p._actions}
 
     from gateways.confgen import add_arguments as conf_arguments
     from gateways.confgen import pairs_help
@@ -166,7 +157,8 @@ def build_parser():
 
 
 def _run_command(args):
-    from gateways.settings import ConfigError, resolve
+    """Run the parsed command; raises the OperatorError that stops it."""
+    from gateways.settings import resolve
 
     given = dict(vars(args))
     command = given.pop("command")
@@ -184,34 +176,55 @@ def _run_command(args):
         return check_cli(args)
     if command == "cgi":
         return _cmd_cgi(given)
-    try:
-        config = resolve(command, given)
-    except ConfigError as exc:
-        return _fail(str(exc))
-    if command == "serve":
-        from gateways.standalone import serve_cli
-
-        return serve_cli(config)
+    config = resolve(command, given)
     if command == "run":
-        from gateways.detect import run_cli
+        from gateways.launcher import run_cli
 
         return run_cli(config)
-    from gateways.server.main import serve_cli
+    if command == "serve":
+        from gateways.standalone import serve_config
 
-    return serve_cli(config)
+        return serve_config(config)
+    if command == "fastcgi":
+        from gateways.server.fastcgi import FastCGIHandler as handler
+    else:
+        from gateways.server.scgi import SCGIHandler as handler
+    from gateways.server.main import run_server
+
+    return run_server(handler, config.app, config)
+
+
+def _wants_debug(argv):
+    """--debug on the command line or GATEWAYS_DEBUG on: show tracebacks of start-up errors."""
+    import os
+
+    from gateways.errors import ConfigError
+    from gateways.settings import env_flag
+
+    if "--debug" in argv:
+        return True
+    try:
+        return env_flag("debug", os.environ.get("GATEWAYS_DEBUG") or "0")
+    except ConfigError:
+        return False
 
 
 def main(argv=None):
-    """Entry point of the ``gateways`` console script; returns the exit status."""
+    """Entry point of the ``gateways`` console script; returns the exit status.
+
+    The one exit: an operator's mistake found anywhere below ends here, in one
+    line on stderr (:func:`gateways.errors.report`) and its exit status.
+    """
     argv = sys.argv[1:] if argv is None else list(argv)
-    if argv[:1] == ["cgi"]:
-        given = _fast_cgi_args(argv[1:])
-        if given is not None:
-            return _cmd_cgi(given)
-    parser = build_parser()
-    args = parser.parse_args(argv)
     try:
+        if argv[:1] == ["cgi"]:
+            given = _fast_cgi_args(argv[1:])
+            if given is not None:
+                return _cmd_cgi(given)
+        args = build_parser().parse_args(argv)
         return _run_command(args)
+    except OperatorError as exc:
+        return report(exc, _wants_debug(argv))
     except KeyboardInterrupt:
         return 130
 

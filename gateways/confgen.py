@@ -108,7 +108,7 @@ def _bind_values(bind):
     flags = set()
     if not bind:
         return values, flags
-    from gateways.server.listen import parse_bind
+    from gateways.address import parse_bind
 
     address = parse_bind(bind)
     if address.kind == "unix":

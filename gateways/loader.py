@@ -19,29 +19,9 @@ only for ``.wsgi`` files).
 import os
 import sys
 
+from gateways.errors import AppLoadError
+
 DEFAULT_NAMES = ("application", "app")
-
-
-class AppLoadError(Exception):
-    """The application named by APP could not be loaded."""
-
-    def __init__(self, spec, reason):
-        super().__init__("cannot load application %r: %s" % (spec, reason))
-        self.spec = spec
-        self.reason = reason
-
-
-def traceback_text(exc):
-    """The traceback of ``exc`` for ``--debug``, its causes included, without its own
-    last line: the caller prints the message once, as the one line of the error."""
-    import traceback
-
-    found = traceback.TracebackException.from_exception(exc)
-    lines = list(found.format())
-    tail = list(found.format_exception_only())
-    if lines[-len(tail):] == tail:
-        del lines[-len(tail):]
-    return "".join(lines)
 
 
 def split_spec(spec):

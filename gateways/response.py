@@ -76,6 +76,34 @@ def simple_response(status, body, content_type="text/plain; charset=utf-8", extr
     return "".join(lines).encode("latin-1") + body
 
 
+class Refusal:
+    """An answer a gateway gives without calling the application: a value, like
+    waitress's ``utilities.Error``.  ``status`` (``"413 Content Too Large"``),
+    ``reason`` (for a log line) and the plain-text ``body`` a visitor reads;
+    :meth:`render` makes the one CGI-format response every gateway sends."""
+
+    __slots__ = ("status", "reason", "body")
+
+    def __init__(self, status: str, reason: str, body: bytes) -> None:
+        self.status = status
+        self.reason = reason
+        self.body = body
+
+    def render(self) -> bytes:
+        return simple_response(self.status, self.body)
+
+    def __repr__(self) -> str:
+        return "Refusal(%r)" % self.status
+
+
+BAD_CONTENT_LENGTH = Refusal("400 Bad Request", "not a byte count",
+                             b"Bad Request: invalid Content-Length\n")
+TOO_LARGE = Refusal("413 Content Too Large", "the request body is over --max-body",
+                    b"Request body too large\n")
+NO_APPLICATION = Refusal("500 Internal Server Error", "the application could not be loaded",
+                         b"Internal Server Error\n")
+
+
 def render_head(status, headers):
     """Status and headers as CGI response header bytes, checked (PEP 3333)."""
     if status.__class__ is not str:

@@ -18,15 +18,12 @@ Values are converted and checked by the setting's converter, which raises
 
 import os
 
+from gateways.address import parse_bind
+from gateways.errors import ConfigError
+
 COMMANDS = ("serve", "cgi", "run", "fastcgi", "scgi")
 DAEMONS = ("fastcgi", "scgi")
 APP_COMMANDS = COMMANDS
-
-
-class ConfigError(Exception):
-    """An operator's mistake in an option or an argument: one line, exit status 2."""
-
-    status = 2
 
 
 class Setting:
@@ -157,8 +154,6 @@ def file_mode(text):
 
 def bind_value(text):
     """unix:PATH, HOST:PORT, [IPv6]:PORT or fd:N (checked by the listener)."""
-    from gateways.server.listen import parse_bind
-
     parse_bind(text)  # raises ConfigError with the reason
     return text
 

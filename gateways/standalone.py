@@ -21,8 +21,8 @@ import socket
 import sys
 
 from gateways.environ import DROPPED, LimitedInput, fix_paths, normalize_mount
+from gateways.errors import ConfigError
 from gateways.response import FileWrapper
-from gateways.settings import ConfigError
 
 GATEWAY_NAME = "standalone HTTP (werkzeug)"
 _DIGITS = re.compile(r"[0-9]+\Z")
@@ -142,7 +142,7 @@ def _address(host, port):
 
 def check_port_free(host, port):
     """Fail with one line now rather than with werkzeug's multi-line message later."""
-    from gateways.server.listen import address_in_use
+    from gateways.address import address_in_use
 
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     try:
@@ -192,25 +192,21 @@ def serve(app, host="127.0.0.1", port=8000, *, reload=False, debug=False, thread
     return 0
 
 
-def serve_cli(config):
-    from gateways.cli import _fail
-    from gateways.loader import AppLoadError, load_app, traceback_text
-    from gateways.server.listen import parse_bind
+def serve_config(config):
+    """``gateways serve`` (and the launcher from a terminal): ``config`` is the resolved
+    settings of "serve", ``config.app`` an APP string or a WSGI callable.  Raises
+    the :class:`gateways.errors.OperatorError` that stops it."""
+    from gateways.address import parse_bind
+    from gateways.loader import load_app
 
+    bind = parse_bind(config.bind)
+    if bind.kind != "tcp":
+        raise ConfigError("--bind %s: 'serve' listens on HOST:PORT only" % config.bind)
+    app = load_app(config.app, config.app_dir) if isinstance(config.app, str) else config.app
     try:
-        bind = parse_bind(config.bind)
-        if bind.kind != "tcp":
-            raise ConfigError("--bind %s: 'serve' listens on HOST:PORT only" % config.bind)
-        app = load_app(config.app, config.app_dir)
         return serve(app, bind.host, bind.port, reload=config.reload, debug=config.debug,
                      threads=config.threads, processes=config.processes,
                      script_name=config.script_name)
-    except AppLoadError as exc:
-        if config.debug:
-            sys.stderr.write(traceback_text(exc))
-        return _fail(str(exc))
-    except ConfigError as exc:
-        return _fail(str(exc), exc.status)
     except KeyboardInterrupt:
         sys.stderr.write("\n")
         return 0

@@ -1,4 +1,4 @@
-"""One script everywhere: gateways.detect chooses from fd 0 and GATEWAY_INTERFACE.
+"""One script everywhere: gateways.launcher chooses from fd 0 and GATEWAY_INTERFACE.
 
 ``detect()`` is called in this process with the file descriptor to look at;
 ``gateways run`` and ``gateways.run()`` are run as subprocesses the way a web
@@ -23,7 +23,8 @@ import requests
 from test_engine import Daemon, ipv6_loopback, output_lines, raw_request
 
 from gateways.confgen import render
-from gateways.detect import CGI, FASTCGI, STANDALONE, detect, listening_socket
+from gateways.fd0 import listening_socket
+from gateways.launcher import CGI, FASTCGI, STANDALONE, detect
 
 import webservers
 from daemons import APPS, WAIT, accepting, clean_environ, gateways_argv, wait_until
@@ -100,7 +101,7 @@ def test_listening_socket_is_left_open_by_detect(tmp):
 
 
 def test_detect_looks_at_fd_0_and_os_environ_by_default(tmp):
-    code = "from gateways.detect import detect; print(detect())"
+    code = "from gateways.launcher import detect; print(detect())"
     with listening(socket.AF_UNIX, str(tmp / "l.sock")) as sock:
         result = subprocess.run([sys.executable, "-c", code], stdin=sock.fileno(),
                                 env=clean_environ(**CGI_ENV), capture_output=True, timeout=WAIT,

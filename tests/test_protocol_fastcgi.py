@@ -12,10 +12,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateways.protocol import ProtocolError
+from gateways.protocol import ProtocolError, Truncated
 from gateways.protocol import fastcgi as core
+from gateways.protocol.events import Abort, Data, EndOfBody, Request
 from gateways.protocol.fastcgi import (
-    Abort,
     BadBeginRequest,
     Connection,
     DuplicateBeginRequest,
@@ -24,10 +24,7 @@ from gateways.protocol.fastcgi import (
     ManagementRecordForRequest,
     MissingRequestId,
     ParamsTooLarge,
-    Request,
-    Stdin,
     StdinBeforeParams,
-    StdinEnd,
     StreamAfterEnd,
     TooManyParams,
     UnexpectedRecordType,
@@ -74,12 +71,12 @@ def feed_all(conn, chunks):
 
 
 def merged(events):
-    """Events with consecutive Stdin pieces of one request joined, so any split compares equal."""
+    """Events with consecutive Data pieces of one request joined, so any split compares equal."""
     out = []
     for event in events:
-        if (type(event) is Stdin and out and type(out[-1]) is Stdin
+        if (type(event) is Data and out and type(out[-1]) is Data
                 and out[-1].request_id == event.request_id):
-            out[-1] = Stdin(event.request_id, out[-1].data + event.data)
+            out[-1] = Data(out[-1].data + event.data, event.request_id)
         else:
             out.append(event)
     return out
@@ -95,7 +92,7 @@ def run(data, byte_by_byte=True, **options):
     for label, chunks in splits(data, byte_by_byte=byte_by_byte):
         conn = Connection(**options)
         events = feed_all(conn, chunks)
-        assert all(type(e.data) is bytes and e.data for e in events if type(e) is Stdin), label
+        assert all(type(e.data) is bytes and e.data for e in events if type(e) is Data), label
         result = (merged(events), conn.outgoing, conn.should_close, conn.request_id,
                   conn.body_complete, conn.mid_record)
         assert not conn.mid_record, label
@@ -146,14 +143,14 @@ def stdin_end(rid=1):
 
 def test_minimal_request():
     events, outgoing, conn = run(build_request(GET))
-    assert events == [Request(1, GET, False), StdinEnd(1)]
+    assert events == [Request(GET, None, 1, False), EndOfBody(1)]
     assert outgoing == b""
     assert conn.request_id == 1 and conn.body_complete and not conn.should_close
 
 
 def test_empty_params_stream():
     events, _, _ = run(begin_request(3) + record(fc.PARAMS, 3) + record(fc.STDIN, 3))
-    assert events == [Request(3, {}, False), StdinEnd(3)]
+    assert events == [Request({}, None, 3, False), EndOfBody(3)]
 
 
 def test_events_arrive_as_their_records_complete():
@@ -162,10 +159,10 @@ def test_events_arrive_as_their_records_complete():
     params_end = len(active(GET))
     assert conn.feed(data[:params_end - 1]) == []
     assert conn.mid_record and not conn.body_complete
-    assert conn.feed(data[params_end - 1:params_end]) == [Request(1, GET, False)]
+    assert conn.feed(data[params_end - 1:params_end]) == [Request(GET, None, 1, False)]
     assert not conn.mid_record
-    assert conn.feed(data[params_end:params_end + 10]) == [Stdin(1, b"bo")]
-    assert conn.feed(data[params_end + 10:]) == [Stdin(1, b"dy"), StdinEnd(1)]
+    assert conn.feed(data[params_end:params_end + 10]) == [Data(b"bo", 1)]
+    assert conn.feed(data[params_end + 10:]) == [Data(b"dy", 1), EndOfBody(1)]
     assert conn.body_complete
 
 
@@ -175,20 +172,20 @@ def test_body(record_size):
     events, _, _ = run(build_request(dict(GET, REQUEST_METHOD="POST"), body,
                                      stdin_record_size=record_size),
                        byte_by_byte=len(body) < 2000)
-    assert events == [Request(1, dict(GET, REQUEST_METHOD="POST"), False), Stdin(1, body),
-                      StdinEnd(1)]
+    assert events == [Request(dict(GET, REQUEST_METHOD="POST"), None, 1, False), Data(body, 1),
+                      EndOfBody(1)]
 
 
 def test_large_body_in_full_records():
     body = random.Random(1).randbytes(200000)
     events, _, _ = run(build_request(GET, body), byte_by_byte=False)
-    assert events[1] == Stdin(1, body)
+    assert events[1] == Data(body, 1)
 
 
 @pytest.mark.parametrize("rid", [1, 2, 255, 256, 65535])
 def test_request_ids(rid):
     events, _, conn = run(build_request(GET, b"x", request_id=rid))
-    assert events == [Request(rid, GET, False), Stdin(rid, b"x"), StdinEnd(rid)]
+    assert events == [Request(GET, None, rid, False), Data(b"x", rid), EndOfBody(rid)]
     out = parse_records(conn.end_request(b"hi"))
     assert {r[1] for r in out} == {rid}
 
@@ -216,8 +213,8 @@ def test_sequential_requests_on_one_connection():
     conn = Connection()
     for rid, body in [(1, b"one"), (1, b""), (7, b"three" * 1000), (1, b"four")]:
         events = feed_all(conn, [build_request(GET, body, request_id=rid, keep_conn=True)])
-        assert merged(events) == [Request(rid, GET, True)] + (
-            [Stdin(rid, body)] if body else []) + [StdinEnd(rid)]
+        assert merged(events) == [Request(GET, None, rid, True)] + (
+            [Data(body, rid)] if body else []) + [EndOfBody(rid)]
         out = parse_records(conn.end_request(b"answer %d" % rid))
         assert out[-1] == (fc.END_REQUEST, rid, struct.pack(">IB3x", 0, fc.REQUEST_COMPLETE))
         assert not conn.should_close and conn.request_id == 0
@@ -228,11 +225,11 @@ def test_request_pipelined_after_the_previous_end_in_one_chunk():
     """The web server may send the next request before reading our answer."""
     conn = Connection()
     first = build_request(GET, b"a", request_id=1, keep_conn=True)
-    assert conn.feed(first[:-3]) == [Request(1, GET, True), Stdin(1, b"a")]
-    assert conn.feed(first[-3:]) == [StdinEnd(1)]
+    assert conn.feed(first[:-3]) == [Request(GET, None, 1, True), Data(b"a", 1)]
+    assert conn.feed(first[-3:]) == [EndOfBody(1)]
     conn.end_request()
     second = build_request(GET, b"b", request_id=2, keep_conn=True)
-    assert conn.feed(second) == [Request(2, GET, True), Stdin(2, b"b"), StdinEnd(2)]
+    assert conn.feed(second) == [Request(GET, None, 2, True), Data(b"b", 2), EndOfBody(2)]
 
 
 # -- FCGI_PARAMS: pairs across records, lengths, padding, duplicates ----------------------------
@@ -243,7 +240,7 @@ PAIRS = [("A", "1"), ("LONG_NAME_" + "N" * 140, "v"), ("V", "x" * 200), ("E", ""
 
 def test_pairs_straddle_two_records_at_every_split_position():
     block = encode_pairs(PAIRS)
-    expected = [Request(1, dict(PAIRS), False), StdinEnd(1)]
+    expected = [Request(dict(PAIRS), None, 1, False), EndOfBody(1)]
     for at in range(len(block) + 1):
         data = (begin_request(1) + record(fc.PARAMS, 1, block[:at])
                 + record(fc.PARAMS, 1, block[at:]) + record(fc.PARAMS, 1) + stdin_end())
@@ -260,7 +257,7 @@ def test_pairs_straddle_two_records_at_every_split_position():
 @pytest.mark.parametrize("size", [1, 2, 3, 4, 5, 7, 8, 9, 127, 128, 129, 1000])
 def test_pairs_in_records_of_any_size(size):
     events, _, _ = run(build_request(PAIRS, params_record_size=size), byte_by_byte=size < 10)
-    assert events == [Request(1, dict(PAIRS), False), StdinEnd(1)]
+    assert events == [Request(dict(PAIRS), None, 1, False), EndOfBody(1)]
 
 
 @pytest.mark.parametrize("size", [0, 1, 127, 128, 255, 256, 65535, 65536, 100000])
@@ -277,7 +274,7 @@ def test_name_and_value_lengths(size):
     expected = {name: value.decode("latin-1"), "SHORT": "s", "ZZZ": value.decode("latin-1")}
     events, _, _ = run(build_request(pairs), byte_by_byte=size < 300,
                        max_params_size=limit)
-    assert events == [Request(1, expected, False), StdinEnd(1)]
+    assert events == [Request(expected, None, 1, False), EndOfBody(1)]
     assert core.decode_pairs(block, 10) == expected
 
 
@@ -294,7 +291,7 @@ def test_padding(padding):
                          padding=padding)
     data += record(fc.GET_VALUES, 0, encode_pairs([("FCGI_MPXS_CONNS", "")]), padding)
     events, outgoing, _ = run(data)
-    assert events == [Request(1, dict(PAIRS), False), Stdin(1, b"body" * 10), StdinEnd(1)]
+    assert events == [Request(dict(PAIRS), None, 1, False), Data(b"body" * 10, 1), EndOfBody(1)]
     assert parse_records(outgoing) == [
         (fc.GET_VALUES_RESULT, 0, encode_pairs([("FCGI_MPXS_CONNS", "0")]))]
 
@@ -376,7 +373,7 @@ def test_second_begin_request_is_refused_and_the_first_continues(state, role):
             "stdin": stdin_end(), "running": b""}
     events, outgoing, conn = run(head[state] + intruder + rest[state])
     params = {"A": "1"} if state == "params" else GET
-    assert events == [Request(1, params, True), Stdin(1, b"in"), StdinEnd(1)]
+    assert events == [Request(params, None, 1, True), Data(b"in", 1), EndOfBody(1)]
     assert outgoing == end_request(2, fc.CANT_MPX_CONN)
     assert conn.request_id == 1 and not conn.should_close
     out = parse_records(conn.end_request(b"done"))
@@ -393,8 +390,8 @@ def test_unknown_role(role, keep_conn):
     assert conn.request_id == 0
     assert conn.should_close is (not keep_conn)
     if keep_conn:  # the connection serves on
-        assert conn.feed(build_request(GET, request_id=1)) == [Request(1, GET, False),
-                                                                StdinEnd(1)]
+        assert conn.feed(build_request(GET, request_id=1)) == [Request(GET, None, 1, False),
+                                                                EndOfBody(1)]
 
 
 # -- management records -------------------------------------------------------------------------
@@ -434,7 +431,7 @@ def test_get_values_in_the_middle_of_a_request():
             + record(fc.PARAMS, 1, encode_pairs(GET)[5:]) + record(fc.PARAMS, 1)
             + fc.get_values(["FCGI_MPXS_CONNS"]) + record(fc.STDIN, 1, b"x") + stdin_end())
     events, outgoing, _ = run(data, max_reqs=3)
-    assert events == [Request(1, GET, False), Stdin(1, b"x"), StdinEnd(1)]
+    assert events == [Request(GET, None, 1, False), Data(b"x", 1), EndOfBody(1)]
     assert parse_records(outgoing) == [
         (fc.GET_VALUES_RESULT, 0, encode_pairs([("FCGI_MAX_REQS", "3")])),
         (fc.GET_VALUES_RESULT, 0, encode_pairs([("FCGI_MPXS_CONNS", "0")]))]
@@ -444,7 +441,7 @@ def test_get_values_in_the_middle_of_a_request():
 def test_unknown_management_type(rtype):
     data = record(rtype, 0, b"whatever") + record(rtype, 0) + build_request(GET)
     events, outgoing, _ = run(data)
-    assert events == [Request(1, GET, False), StdinEnd(1)]  # not fatal
+    assert events == [Request(GET, None, 1, False), EndOfBody(1)]  # not fatal
     answer = record(fc.UNKNOWN_TYPE, 0, bytes((rtype,)) + bytes(7))
     assert outgoing == answer + answer
     assert parse_records(outgoing)[0][2][0] == rtype
@@ -462,14 +459,14 @@ def foreign(rid):
 
 def test_records_for_inactive_ids_are_ignored_when_idle():
     events, outgoing, conn = run(foreign(5) + foreign(1) + build_request(GET, request_id=5))
-    assert events == [Request(5, GET, False), StdinEnd(5)]
+    assert events == [Request(GET, None, 5, False), EndOfBody(5)]
     assert outgoing == b"" and conn.request_id == 5
 
 
 def test_records_for_inactive_ids_are_ignored_during_a_request():
     data = active() + foreign(2) + foreign(65535) + record(fc.STDIN, 1, b"in") + stdin_end()
     events, outgoing, _ = run(data)
-    assert events == [Request(1, GET, False), Stdin(1, b"in"), StdinEnd(1)]
+    assert events == [Request(GET, None, 1, False), Data(b"in", 1), EndOfBody(1)]
     assert outgoing == b""
 
 
@@ -485,7 +482,7 @@ def test_records_for_an_ended_request_are_ignored():
 def test_data_records_of_the_active_request_are_ignored():
     data = active() + record(fc.DATA, 1, b"file") + record(fc.DATA, 1) + stdin_end()
     events, _, _ = run(data)
-    assert events == [Request(1, GET, False), StdinEnd(1)]
+    assert events == [Request(GET, None, 1, False), EndOfBody(1)]
 
 
 # -- FCGI_ABORT_REQUEST -------------------------------------------------------------------------
@@ -510,7 +507,7 @@ def test_abort_becomes_an_event(where):
     # Whatever the web server still sends for the aborted request is ignored,
     # and the connection takes the next request.
     assert conn.feed(record(fc.STDIN, 1, b"late") + stdin_end() + build_request(GET)) == [
-        Request(1, GET, False), StdinEnd(1)]
+        Request(GET, None, 1, False), EndOfBody(1)]
 
 
 def test_abort_twice():
@@ -608,14 +605,14 @@ def test_core_encoders_agree_with_the_client():
 
 
 def test_events():
-    assert Request(1, {"A": "1"}, True) == Request(1, {"A": "1"}, True)
-    assert Request(1, {"A": "1"}, True) != Request(1, {"A": "1"}, False)
-    assert Stdin(1, b"x") != Stdin(2, b"x") and StdinEnd(1) != Abort(1)
-    assert Abort(3) == Abort(3) and StdinEnd(1) == StdinEnd(1)
-    assert repr(Stdin(1, b"x")) == "Stdin(request_id=1, data=b'x')"
+    assert Request({"A": "1"}, None, 1, True) == Request({"A": "1"}, None, 1, True)
+    assert Request({"A": "1"}, None, 1, True) != Request({"A": "1"}, None, 1, False)
+    assert Data(b"x", 1) != Data(b"x", 2) and EndOfBody(1) != Abort(1)
+    assert Abort(3) == Abort(3) and EndOfBody(1) == EndOfBody(1)
+    assert repr(Data(b"x", 1)) == "Data(data=b'x', request_id=1)"
     assert repr(Abort(2)) == "Abort(request_id=2)"
     with pytest.raises(AttributeError):
-        Stdin(1, b"x").other = 1  # slotted
+        Data(b"x", 1).other = 1  # slotted
     with pytest.raises(TypeError):
         hash(Abort(1))
 
@@ -750,24 +747,37 @@ def test_truncated_anywhere_is_mid_record_or_mid_request(data):
     for cut in range(1, len(data)):
         conn = Connection()
         conn.feed(data[:cut])
-        assert conn.eof_reason() is not None, cut
+        assert conn.busy, cut
+        with pytest.raises(Truncated):
+            conn.eof()
+        with pytest.raises(Truncated):  # the error state: it stays closed
+            conn.feed(data[cut:])
+        conn = Connection()
+        conn.feed(data[:cut])
         conn.feed(data[cut:])
-        assert conn.eof_reason() == "connection closed during request 1"
+        with pytest.raises(Truncated, match="connection closed during request 1"):
+            conn.eof()
     conn = Connection()
     conn.feed(data)
     conn.end_request()
-    assert conn.eof_reason() is None and not conn.mid_record
+    assert conn.eof() == [] and not conn.mid_record and not conn.busy
 
 
 def test_eof_reasons():
+    assert Connection().eof() == []
     conn = Connection()
-    assert conn.eof_reason() is None
     conn.feed(b"\x01\x01")
-    assert conn.mid_record and conn.eof_reason() == "connection closed in the middle of a record"
+    assert conn.mid_record and conn.busy
+    with pytest.raises(Truncated, match="connection closed in the middle of a record"):
+        conn.eof()
+    conn = Connection()
+    conn.feed(b"\x01\x01")
     conn.feed(b"\x00\x01\x00\x08\x00\x00" + bytes([0, 1, 0, 0, 0, 0, 0]))
     assert conn.mid_record
     conn.feed(b"\x00")
-    assert not conn.mid_record and conn.eof_reason() == "connection closed during request 1"
+    assert not conn.mid_record and conn.busy
+    with pytest.raises(Truncated, match="connection closed during request 1"):
+        conn.eof()
 
 
 # -- property tests -------------------------------------------------------------------------------
@@ -789,8 +799,8 @@ def test_round_trip(params, body, params_size, stdin_size, padding, keep_conn, r
         events += conn.feed(data[at:at + size])
         at += size
     events += conn.feed(data[at:])
-    assert merged(events) == [Request(rid, params, keep_conn)] + (
-        [Stdin(rid, body)] if body else []) + [StdinEnd(rid)]
+    assert merged(events) == [Request(params, None, rid, keep_conn)] + (
+        [Data(body, rid)] if body else []) + [EndOfBody(rid)]
     assert conn.outgoing == b"" and not conn.mid_record and conn.body_complete
 
 
@@ -825,7 +835,7 @@ def test_random_records_only_raise_protocol_errors(records, cut):
     except ProtocolError:
         return
     for event in events:
-        assert type(event) in (Request, Stdin, StdinEnd, Abort)
+        assert type(event) in (Request, Data, EndOfBody, Abort)
     for rtype, rid, _ in parse_records(conn.outgoing):
         assert rtype in (fc.END_REQUEST, fc.GET_VALUES_RESULT, fc.UNKNOWN_TYPE)
         assert rid == 0 or rtype == fc.END_REQUEST
@@ -851,7 +861,7 @@ def test_mutated_requests_parse_or_raise_protocol_errors(at, byte, cut):
 def test_a_violation_after_a_complete_request_delivers_the_request_first():
     conn = Connection()
     events = conn.feed(build_request(GET, b"body") + bad_version(2))
-    assert merged(events) == [Request(1, GET, False), Stdin(1, b"body"), StdinEnd(1)]
+    assert merged(events) == [Request(GET, None, 1, False), Data(b"body", 1), EndOfBody(1)]
     assert type(conn.error) is UnsupportedVersion
     for later in (b"", b"\0", build_request(GET)):
         with pytest.raises(UnsupportedVersion):
@@ -876,10 +886,10 @@ def test_stdin_after_abort_in_the_same_read_is_dropped(where):
     late = record(fc.STDIN, 1, b"late") + record(fc.PARAMS, 1) + stdin_end()
     events, _, conn = run(head + abort(1) + late)
     assert [type(e) for e in events if type(e) is not Request] == (
-        [Stdin, Abort] if where == "mid stdin" else [Abort])
+        [Data, Abort] if where == "mid stdin" else [Abort])
     assert conn.error is None
     conn.end_request(b"", 1)
-    assert conn.feed(build_request(GET, request_id=2)) == [Request(2, GET, False), StdinEnd(2)]
+    assert conn.feed(build_request(GET, request_id=2)) == [Request(GET, None, 2, False), EndOfBody(2)]
 
 
 def _garbage_after_errors(feed_bad, count=200):
@@ -919,7 +929,7 @@ def test_many_answers_in_one_read_stay_linear():
     conn = Connection()
     started = time.monotonic()
     assert conn.feed(data) == []
-    answers = conn.take_outgoing()
+    answers = conn.data_to_send()
     assert time.monotonic() - started < 10.0
     assert len(answers) == 16 * count and conn.outgoing == b""
     assert parse_records(answers[:16]) == [(fc.UNKNOWN_TYPE, 0, bytes((200,)) + bytes(7))]

@@ -7,22 +7,20 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gateways.protocol import ProtocolError
+from gateways.protocol.events import Data, EndOfBody, Request
 from gateways.protocol.scgi import (
     BadContentLength,
     BadNetstringLength,
     BadSCGIVersion,
-    Body,
     ContentLengthNotFirst,
     DuplicateHeader,
     EmptyName,
-    EndOfBody,
     HeaderTooLarge,
     LeadingZero,
     MalformedHeaders,
     MissingColon,
     MissingComma,
     MissingSCGI,
-    Request,
     SCGIRequestParser,
     TooManyHeaders,
     Truncated,
@@ -80,11 +78,11 @@ def feed_all(parser, chunks):
 
 
 def merged(events):
-    """Events with consecutive Body chunks joined, so that any split compares equal."""
+    """Events with consecutive Data chunks joined, so that any split compares equal."""
     out = []
     for event in events:
-        if type(event) is Body and out and type(out[-1]) is Body:
-            out[-1] = Body(out[-1].data + event.data)
+        if type(event) is Data and out and type(out[-1]) is Data:
+            out[-1] = Data(out[-1].data + event.data)
         else:
             out.append(event)
     return out
@@ -99,7 +97,7 @@ def parse(data, **limits):
         assert parser.eof() == [], label
         assert parser.eof() == [], label  # idempotent once complete
         assert type(events[0]) is Request and events[-1] == EndOfBody(), label
-        bodies = [e.data for e in events if type(e) is Body]
+        bodies = [e.data for e in events if type(e) is Data]
         assert all(type(b) is bytes and b for b in bodies), label
         assert sum(map(len, bodies)) == events[0].content_length, label
         events = merged(events)
@@ -113,7 +111,7 @@ def test_spec_example():
     params = {"CONTENT_LENGTH": "27", "SCGI": "1", "REQUEST_METHOD": "POST",
               "REQUEST_URI": "/deepthought"}
     assert parse(SPEC_EXAMPLE) == [
-        Request(params, 27), Body(b"What is the answer to life?"), EndOfBody()]
+        Request(params, 27), Data(b"What is the answer to life?"), EndOfBody()]
     assert make_request(params, b"What is the answer to life?") == SPEC_EXAMPLE
 
 
@@ -134,7 +132,7 @@ def test_content_length_zero_ends_at_once():
 def test_body():
     body = bytes(range(256)) * 40
     events = parse(make_request({"REQUEST_METHOD": "POST"}, body))
-    assert events[1:] == [Body(body), EndOfBody()]
+    assert events[1:] == [Data(body), EndOfBody()]
     assert events[0].content_length == len(body)
 
 
@@ -143,8 +141,8 @@ def test_body_streams_as_it_arrives():
     data = make_request({}, b"abcdef")
     head = len(data) - 6
     assert parser.feed(data[:head]) == [Request({"CONTENT_LENGTH": "6", "SCGI": "1"}, 6)]
-    assert parser.feed(data[head:head + 2]) == [Body(b"ab")]
-    assert parser.feed(bytearray(data[head + 2:])) == [Body(b"cdef"), EndOfBody()]
+    assert parser.feed(data[head:head + 2]) == [Data(b"ab")]
+    assert parser.feed(bytearray(data[head + 2:])) == [Data(b"cdef"), EndOfBody()]
 
 
 def test_content_length_may_have_leading_zeros():
@@ -171,7 +169,7 @@ def test_trailing_bytes_after_the_body_are_ignored():
     data = make_request({}, b"body")
     assert parse(data + b"GET / HTTP/1.1\r\n\r\n") == parse(data)
     parser = SCGIRequestParser()
-    assert parser.feed(data + b"more")[-2:] == [Body(b"body"), EndOfBody()]
+    assert parser.feed(data + b"more")[-2:] == [Data(b"body"), EndOfBody()]
     assert parser.feed(b"still more") == []
     assert parser.eof() == []
 
@@ -325,11 +323,12 @@ def test_truncated_says_where():
 
 def test_events():
     assert Request({"A": "1"}, 0) == Request({"A": "1"}, 0) != Request({"A": "2"}, 0)
-    assert Body(b"x") != EndOfBody() and EndOfBody() == EndOfBody()
-    assert repr(Body(b"x")) == "Body(data=b'x')"
-    assert repr(Request({}, 3)) == "Request(content_length=3, params={})"
+    assert Data(b"x") != EndOfBody() and EndOfBody() == EndOfBody()
+    assert repr(Data(b"x")) == "Data(data=b'x', request_id=0)"
+    assert repr(Request({}, 3)) == (
+        "Request(params={}, content_length=3, request_id=0, keep_conn=False)")
     with pytest.raises(AttributeError):
-        Body(b"x").other = 1  # slotted
+        Data(b"x").other = 1  # slotted
 
 
 def test_make_request():
@@ -362,7 +361,7 @@ def test_round_trip(params, body, sizes):
     assert parser.eof() == []
     expected = dict(params, CONTENT_LENGTH=str(len(body)), SCGI="1")
     assert merged(events) == [Request(expected, len(body))] + (
-        [Body(body)] if body else []) + [EndOfBody()]
+        [Data(body)] if body else []) + [EndOfBody()]
     assert next(iter(events[0].params)) == "CONTENT_LENGTH"
 
 
@@ -413,7 +412,7 @@ def test_a_content_length_of_thousands_of_digits_is_a_protocol_error(digits):
 def test_leading_zeros_do_not_make_a_length_too_long():
     block = headers((b"CONTENT_LENGTH", b"0" * 5000 + b"3"), SCGI1)
     events = SCGIRequestParser(max_header_size=100000).feed(netstring(block) + b"abc")
-    assert events[0].content_length == 3 and events[1:] == [Body(b"abc"), EndOfBody()]
+    assert events[0].content_length == 3 and events[1:] == [Data(b"abc"), EndOfBody()]
 
 
 def test_a_parser_in_error_leaves_no_reference_cycle():

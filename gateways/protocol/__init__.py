@@ -1,25 +1,49 @@
 """Sans-IO protocol cores: bytes in, events out; events in, bytes out.
 
 No sockets, threads or clocks in here (the design of h11).  A core is fed
-whatever bytes arrived, in any split, and returns the events they complete;
-it turns the server's answers into bytes.  A peer that breaks the protocol
-gets a :class:`ProtocolError` subclass naming the violation, with a one-line
+whatever bytes arrived, in any split, and returns the events they complete
+(:mod:`gateways.protocol.events`, one vocabulary for every protocol); it
+turns the server's answers into bytes.  A peer that breaks the protocol gets
+a :class:`ProtocolError` subclass naming the violation, with a one-line
 ``reason`` for the log; the server closes that connection and carries on.
+
+Every core offers the server the same few things, so that one loop serves
+them all (:class:`gateways.server.handler.BaseHandler`):
+
+``feed(data)``
+    the events ``data`` completes; raises the violation (the error state:
+    events completed before a violation in the same call are returned and
+    ``error`` is set; every later call raises).
+``eof()``
+    the peer closed its side: the events that completes, or
+    :class:`Truncated` when it left a request unfinished.
+``data_to_send()``
+    bytes the core answers by itself (FastCGI management records).
+``busy``
+    part of a request has arrived: a peer that stops now is stalled.
+``should_close``
+    the connection ends after the response now being written.
 """
+
+from __future__ import annotations
 
 
 class ProtocolError(Exception):
     """The peer broke the protocol; ``str(error)`` is a one-line reason."""
 
-    def __init__(self, reason=None):
-        super().__init__(reason or self.__doc__.strip().splitlines()[0])
+    def __init__(self, reason: str | None = None) -> None:
+        super().__init__(reason or (self.__doc__ or "").strip().splitlines()[0])
 
     @property
-    def reason(self):
+    def reason(self) -> str:
         return str(self)
 
 
-def join_repeated(name, old, new):
+class Truncated(ProtocolError):
+    """connection closed before the request was complete"""
+
+
+def join_repeated(name: str, old: str, new: str) -> str:
     """Combine a meta-variable sent twice into one (RFC 3875 §4.1.18).
 
     nginx before 1.23 sends a repeated request header as two parameters;

@@ -45,7 +45,8 @@ set), and every later ``feed()`` raises the error; the server closes it.
 
 import struct
 
-from gateways.protocol import ProtocolError, join_repeated
+from gateways.protocol import ProtocolError, Truncated, join_repeated
+from gateways.protocol.events import Abort, Data, EndOfBody, Request
 
 # §8 Constants.
 VERSION_1 = 1
@@ -133,67 +134,6 @@ class StreamAfterEnd(FastCGIError):
 
 class StdinBeforeParams(FastCGIError):
     """FCGI_STDIN arrived before the FCGI_PARAMS stream ended (§6.2)."""
-
-
-# -- events ------------------------------------------------------------------------
-
-
-class Event:
-    """Base of the events a :class:`Connection` returns.  Don't subclass these."""
-
-    __slots__ = ()
-    __hash__ = None
-
-    def __eq__(self, other):
-        return type(self) is type(other) and all(
-            getattr(self, k) == getattr(other, k) for k in self.__slots__
-        )
-
-    def __repr__(self):
-        fields = ", ".join("%s=%r" % (k, getattr(self, k)) for k in self.__slots__)
-        return "%s(%s)" % (type(self).__name__, fields)
-
-
-class Request(Event):
-    """A Responder request whose FCGI_PARAMS stream is complete (§5.1, §6.2).
-
-    ``params`` is a dict of latin-1 str; ``keep_conn`` is the FCGI_KEEP_CONN flag.
-    """
-
-    __slots__ = ("request_id", "params", "keep_conn")
-
-    def __init__(self, request_id, params, keep_conn):
-        self.request_id = request_id
-        self.params = params
-        self.keep_conn = keep_conn
-
-
-class Stdin(Event):
-    """A piece of the request body (a non-empty FCGI_STDIN record)."""
-
-    __slots__ = ("request_id", "data")
-
-    def __init__(self, request_id, data):
-        self.request_id = request_id
-        self.data = data
-
-
-class StdinEnd(Event):
-    """The request body is complete (the empty FCGI_STDIN record)."""
-
-    __slots__ = ("request_id",)
-
-    def __init__(self, request_id):
-        self.request_id = request_id
-
-
-class Abort(Event):
-    """The web server asks to abort the active request (FCGI_ABORT_REQUEST, §5.4)."""
-
-    __slots__ = ("request_id",)
-
-    def __init__(self, request_id):
-        self.request_id = request_id
 
 
 # -- encoding helpers --------------------------------------------------------------------
@@ -414,7 +354,7 @@ class Connection:
                         and self._state == _STDIN):
                     # Pass on the part that is here; the rest follows as it comes.
                     if size > start:
-                        events.append(Stdin(rid, data[start:min(end, size)]))
+                        events.append(Data(data[start:min(end, size)], rid))
                     self._stdin_left = max(end - size, 0)
                     self._padding_left = end + plen - max(end, size)
                     pos = size
@@ -425,9 +365,9 @@ class Connection:
             if rid == self.request_id and rid:
                 if rtype == STDIN and self._state == _STDIN:  # the body: inline, it is hot
                     if clen:
-                        events.append(Stdin(rid, data[start:end]))
+                        events.append(Data(data[start:end], rid))
                     else:
-                        events.append(StdinEnd(rid))
+                        events.append(EndOfBody(rid))
                         self._state = _RUNNING
                 else:
                     self._request_record(rtype, rid, data[start:end], events)
@@ -455,10 +395,10 @@ class Connection:
         pos = left = self._stdin_left
         if left:
             if left >= size:
-                events.append(Stdin(self.request_id, data))
+                events.append(Data(data, self.request_id))
                 self._stdin_left = left - size
                 return size
-            events.append(Stdin(self.request_id, data[:left]))
+            events.append(Data(data[:left], self.request_id))
             self._stdin_left = 0
         skip = min(self._padding_left, size - pos)
         self._padding_left -= skip
@@ -488,7 +428,8 @@ class Connection:
                 block = parts[0] if len(parts) == 1 else b"".join(parts)
                 self._params = []
                 self._state = _STDIN
-                events.append(Request(rid, decode_pairs(block, self.max_params), self.keep_conn))
+                params = decode_pairs(block, self.max_params)
+                events.append(Request(params, None, rid, self.keep_conn))
         elif rtype == ABORT_REQUEST:
             # The server answers with FCGI_END_REQUEST (end_request()); until then
             # the records the web server still sends for this request are dropped.
@@ -540,7 +481,7 @@ class Connection:
             # §4.2: an unknown management type is answered, not fatal.
             self.outgoing += record(UNKNOWN_TYPE, 0, bytes((rtype,)) + bytes(7))
 
-    def take_outgoing(self):
+    def data_to_send(self):
         """The bytes of the automatic answers queued so far (they are cleared)."""
         data = bytes(self.outgoing)
         self.outgoing.clear()
@@ -556,13 +497,24 @@ class Connection:
         """Part of a record has arrived and the rest has not (a stall shows here)."""
         return bool(self._buffer or self._stdin_left or self._padding_left)
 
-    def eof_reason(self):
-        """Why a close by the web server now is a problem, or None if it is not."""
+    @property
+    def busy(self):
+        """A request is under way or a record half there: a stall is a stall now."""
+        return bool(self.request_id) or self.mid_record
+
+    def eof(self):
+        """The web server closed the connection: ``[]``, or :class:`Truncated` when it
+        left a record or a request unfinished (§3.3: nothing to answer then)."""
+        if self._error is not None:
+            raise self.error
         if self.mid_record:
-            return "connection closed in the middle of a record"
-        if self.request_id:
-            return "connection closed during request %d" % self.request_id
-        return None
+            reason = "connection closed in the middle of a record"
+        elif self.request_id:
+            reason = "connection closed during request %d" % self.request_id
+        else:
+            return []
+        self._error = (Truncated, (reason,))
+        raise Truncated(reason)
 
     # -- output -------------------------------------------------------------------
 

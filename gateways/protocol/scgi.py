@@ -22,8 +22,9 @@ each failing with its own :class:`~gateways.protocol.ProtocolError` subclass:
   connection", so bytes after the body are ignored silently: nothing past
   the body is ever parsed or passed on.
 
-Events: :class:`Request` once the netstring is complete, :class:`Body` chunks
-(never empty, never past CONTENT_LENGTH), then :class:`EndOfBody`.  After a
+Events (:mod:`gateways.protocol.events`): :class:`Request` once the netstring
+is complete, :class:`Data` chunks (never empty, never past CONTENT_LENGTH),
+then :class:`EndOfBody`.  After a
 ProtocolError the parser is dead: every later ``feed()``/``eof()`` raises the
 same error again.  §2: "The format of the response is not specified by this
 protocol"; it is the CGI-style bytes produced elsewhere (§5 "Example"), so
@@ -31,7 +32,11 @@ there is no response writer here, only :func:`make_request` to build requests
 for clients, tests and benchmarks.
 """
 
-from gateways.protocol import ProtocolError, join_repeated
+from gateways.protocol import ProtocolError, Truncated, join_repeated
+from gateways.protocol.events import Data, EndOfBody, Request
+
+# The events and the truncation error are shared by every core; importable here too.
+__all__ = ["Data", "EndOfBody", "Request", "SCGIRequestParser", "Truncated", "make_request"]
 
 _HEADER, _BODY, _DONE, _ERROR = "header", "body", "done", "error"
 MAX_LENGTH_DIGITS = 20  # a CONTENT_LENGTH longer than this is not a length
@@ -87,50 +92,6 @@ class DuplicateHeader(ProtocolError):
 
 class TooManyHeaders(ProtocolError):
     """more headers than the limit"""
-
-
-class Truncated(ProtocolError):
-    """connection closed before the request was complete"""
-
-
-class _Event:
-    """Events compare equal by type and fields; they are never mutated."""
-
-    __slots__ = ()
-    __hash__ = None
-
-    def __eq__(self, other):
-        return type(other) is type(self) and all(
-            getattr(self, name) == getattr(other, name) for name in self.__slots__)
-
-    def __repr__(self):
-        fields = ", ".join(f"{name}={getattr(self, name)!r}" for name in self.__slots__)
-        return f"{type(self).__name__}({fields})"
-
-
-class Request(_Event):
-    """The header block: ``params`` (dict of latin-1 str) and ``content_length``."""
-
-    __slots__ = ("content_length", "params")
-
-    def __init__(self, params, content_length):
-        self.params = params
-        self.content_length = content_length
-
-
-class Body(_Event):
-    """A non-empty chunk of the request body, ``data`` (bytes)."""
-
-    __slots__ = ("data",)
-
-    def __init__(self, data):
-        self.data = data
-
-
-class EndOfBody(_Event):
-    """All CONTENT_LENGTH bytes have arrived; the request is complete."""
-
-    __slots__ = ()
 
 
 def _prefix_error(prefix):
@@ -211,6 +172,20 @@ class SCGIRequestParser:
             error = Truncated(f"connection closed after {got} of {self._length} body bytes")
         self._fail(error)
         raise error
+
+    @property
+    def busy(self):
+        """Part of the request has arrived: a peer that stops now is stalled."""
+        return self._buf is not None or self._state is not _HEADER
+
+    @property
+    def should_close(self):
+        """§2: one request per connection; the server closes after answering it."""
+        return self._state is _DONE
+
+    def data_to_send(self):
+        """Nothing: SCGI has no answers of its own (the response is the server's)."""
+        return b""
 
     def _incomplete(self, buf):
         if self._buf is None:
@@ -324,9 +299,9 @@ class SCGIRequestParser:
         remaining = self._remaining
         if size < remaining:
             self._remaining = remaining - size
-            return [Body(data)]
+            return [Data(data)]
         self._remaining, self._state = 0, _DONE
-        return [Body(data[:remaining] if size > remaining else data), EndOfBody()]
+        return [Data(data[:remaining] if size > remaining else data), EndOfBody()]
 
 
 def make_request(params, body=b""):

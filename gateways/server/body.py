@@ -13,6 +13,7 @@ import io
 import tempfile
 
 from gateways.environ import content_length
+from gateways.response import BAD_CONTENT_LENGTH, TOO_LARGE
 
 EMPTY = b""
 
@@ -65,21 +66,12 @@ class Body:
 
 
 def check_length(value, limit):
-    """None when a CONTENT_LENGTH value is acceptable, else the status to answer."""
+    """None when a CONTENT_LENGTH value is acceptable, else the :class:`Refusal`."""
     if not value:
         return None
     length = content_length(value)
     if length is None:
-        return "400 Bad Request"
+        return BAD_CONTENT_LENGTH
     if length > limit:
-        return "413 Content Too Large"
+        return TOO_LARGE
     return None
-
-
-def rejection(status):
-    """The CGI-format response for a request refused before the application ran."""
-    from gateways.response import simple_response
-
-    reasons = {"400 Bad Request": b"Bad Request: invalid Content-Length\n",
-               "413 Content Too Large": b"Request body too large\n"}
-    return simple_response(status, reasons[status])

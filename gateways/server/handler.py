@@ -1,29 +1,48 @@
-"""What the FastCGI and SCGI connection handlers share.
+"""One loop from a connection's bytes to WSGI responses, for every protocol.
 
-A handler serves the connections one worker thread accepts, one at a time;
-a protocol subclass implements :meth:`BaseHandler.serve` with its sans-IO
-core.  Everything about the WSGI request itself lives here, once: the
-settings read per thread, the body collection with ``--max-body``, and the
-request run through :func:`gateways.environ.build_environ` and
-:func:`gateways.response.run`.
+A handler serves the connections one worker thread accepts, one at a time.
+:meth:`BaseHandler.serve` is the only receive-and-dispatch loop: it reads
+from the channel, feeds the protocol's sans-IO core and acts on the events
+of :mod:`gateways.protocol.events`:
+
+``Request``
+    the meta-variables: start collecting the body (memory, then disk:
+    :mod:`gateways.server.body`), or refuse it at once (a bad or too large
+    CONTENT_LENGTH: :class:`gateways.response.Refusal`);
+``Data``
+    body bytes, up to ``--max-body``;
+``EndOfBody``
+    run the application through :func:`gateways.environ` and
+    :func:`gateways.response.run`, or send the refusal;
+``Abort``
+    the web server gave up on the request: end it.
+
+A protocol (:mod:`gateways.server.fastcgi`, :mod:`gateways.server.scgi`)
+adds framing and nothing else: its core (:meth:`new_core`) and its
+``Transport``, the response side (``send``/``finish``/``abort`` as
+:mod:`gateways.response` wants them, plus ``reset``, ``start``, ``done``,
+``refuse`` and ``end_aborted`` for this loop).
 """
+
+from __future__ import annotations
 
 import _socket
 import struct
+from typing import Any
 
 from gateways.environ import EnvironBuilder, normalize_mount
-from gateways.response import FileWrapper
+from gateways.protocol import ProtocolError
+from gateways.protocol.events import Abort, Data, EndOfBody, Request
+from gateways.response import TOO_LARGE, FileWrapper, Refusal
 from gateways.response import run as run_app
 from gateways.server.body import Body, BodyTooLarge, check_length
-from gateways.server.workers import TICK
 
-TOO_LARGE = "413 Content Too Large"
 RECV_SIZE = 65536  # below glibc's mmap threshold: recv buffers come from the heap
 _CRED = struct.Struct("3i")  # struct ucred: pid, uid, gid
 _SO_PEERCRED = getattr(_socket, "SO_PEERCRED", 17)
 
 
-def describe_peer(sock, address):
+def describe_peer(sock: Any, address: Any) -> str:
     """``127.0.0.1:41234``, or for a unix socket the peer's pid and uid (SO_PEERCRED)."""
     if isinstance(address, tuple) and address:
         host = address[0]
@@ -36,14 +55,19 @@ def describe_peer(sock, address):
 
 
 class BaseHandler:
-    """Per-thread handler; subclasses set ``gateway`` and define ``serve(channel, address)``.
+    """Per-thread handler; a protocol subclass sets ``gateway``, ``Transport`` and
+    :meth:`new_core`.
 
-    ``channel`` is a :class:`gateways.server.channel.Channel`.
+    ``state`` is the thread's view of its worker (:class:`gateways.server.worker.
+    ThreadState`): ``begin()``/``end()`` around each request, ``stopping``, ``tick``.
     """
 
-    gateway = None
+    gateway = "?"
+    Transport: Any = None
+    keepalive_timeout = 0.0  # connections that carry one request close after it
 
-    def __init__(self, app, config, log, errors, multiprocess, state):
+    def __init__(self, app: Any, config: Any, log: Any, errors: Any, multiprocess: bool,
+                 state: Any) -> None:
         self.app = app
         self.log = log
         self.errors = errors  # the server's log stream, for wsgi.errors where needed
@@ -58,50 +82,131 @@ class BaseHandler:
         self.spool_threshold = config.spool_threshold
         self.max_header_size = config.max_header_size
         self.max_params = config.max_params
+        self.channel: Any = None
+        self.address: Any = None
         self.setup(config)
+        self.transport = self.Transport(self)  # one per thread, reset for each connection
 
     @classmethod
-    def factory(cls, app, config, log, errors, multiprocess):
+    def factory(cls, app: Any, config: Any, log: Any, errors: Any, multiprocess: bool) -> Any:
         """What the worker engine calls once per thread to get that thread's handler."""
 
-        def make_handler(state):
+        def make_handler(state: Any) -> BaseHandler:
             return cls(app, config, log, errors, multiprocess, state)
 
         return make_handler
 
-    def setup(self, config):
+    # -- what a protocol provides --------------------------------------------------------
+
+    def setup(self, config: Any) -> None:
         """Read protocol-specific settings (subclass hook)."""
 
-    def __call__(self, channel, address):
+    def new_core(self) -> Any:
+        """A sans-IO core for one connection (see :mod:`gateways.protocol`)."""
+        raise TypeError("%s does not name its protocol core" % type(self).__name__)
+
+    def accept_peer(self, channel: Any, address: Any) -> bool:
+        """Whether to serve this peer at all (FastCGI's FCGI_WEB_SERVER_ADDRS)."""
+        return True
+
+    # -- the connection ------------------------------------------------------------------
+
+    def __call__(self, channel: Any, address: Any) -> None:
         self.channel, self.address = channel, address  # for log lines about the peer
         try:
-            self.serve(channel, address)
+            if self.accept_peer(channel, address):
+                core = self.new_core()
+                transport = self.transport
+                transport.reset(channel, core)
+                try:
+                    self.serve(channel, core, transport)
+                finally:
+                    transport.reset(None, None)
         finally:
             self.state.end()  # a no-op unless the connection broke mid-request
 
-    def peer(self):
+    def serve(self, channel: Any, core: Any, transport: Any) -> None:
+        """The one receive-and-dispatch loop (see the module docstring)."""
+        state = self.state
+        recv = channel.recv
+        served = False
+        params = body = reject = None
+        while True:
+            data = self.receive(recv, core.busy,
+                                self.keepalive_timeout if served else self.read_timeout)
+            if data is None:
+                return
+            try:
+                events = core.feed(data) if data else core.eof()
+            except ProtocolError as exc:
+                if data:
+                    self.protocol_error(exc)
+                else:  # the peer closed in the middle: nobody is left to tell
+                    self.log.debug("%s: %s", self.gateway, exc)
+                return
+            for event in events:
+                kind = type(event)
+                if kind is Data:
+                    reject = self.collect(body, event.data, reject)
+                elif kind is Request:
+                    params = event.params
+                    body, reject = self.begin(params)
+                elif kind is EndOfBody:
+                    served = True
+                    if reject is None:
+                        ok = self.respond(transport, params, body)
+                    else:
+                        ok = transport.refuse(reject)
+                    params = body = reject = None
+                    state.end()
+                    if not ok:
+                        return
+                elif kind is Abort:
+                    if body is not None:
+                        body.close()
+                    params = body = reject = None
+                    state.end()
+                    if not transport.end_aborted(event.request_id):
+                        return
+            out = core.data_to_send()
+            if out:
+                try:
+                    channel.sendall(out)
+                except OSError:
+                    return
+            if core.error is not None:
+                self.protocol_error(core.error)
+                return
+            if not data or core.should_close:
+                return
+
+    # -- pieces of the loop --------------------------------------------------------------
+
+    def peer(self) -> str:
         """Who is on the other end of the connection, for a log line."""
         return describe_peer(self.channel.sock, self.address)
 
-    def protocol_error(self, exc):
+    def protocol_error(self, exc: Exception) -> None:
         """The peer broke the protocol: one WARNING line naming it and the violation."""
         self.log.warning("%s: closing a connection from %s: %s", self.gateway, self.peer(),
                          exc)
 
-    def receive(self, recv, busy, idle_limit):
+    def receive(self, recv: Any, busy: bool, idle_limit: float) -> bytes | None:
         """The next bytes from the peer (``b""`` at its end), or None: close now.
 
-        ``recv`` returns after at most TICK (SO_RCVTIMEO).  ``busy``: a request
+        ``recv`` returns after at most a tick (SO_RCVTIMEO).  ``busy``: a request
         is under way, and a peer that stalls past ``--read-timeout`` is logged
         and dropped; otherwise the connection is idle and is closed when the
         worker stops or after ``idle_limit`` seconds.
         """
         waited = 0.0
+        tick = self.state.tick
         while True:
             try:
-                return recv(RECV_SIZE)
+                data: bytes = recv(RECV_SIZE)
+                return data
             except BlockingIOError:
-                waited += TICK
+                waited += tick
                 if busy:
                     if waited >= self.read_timeout:
                         self.log.warning("%s: %s stalled for %g s in the middle of a "
@@ -114,19 +219,19 @@ class BaseHandler:
                 self.log.debug("%s: connection error: %s", self.gateway, exc)
                 return None
 
-    def begin(self, params):
-        """A request's meta-variables arrived: ``(body, rejection status or None)``."""
+    def begin(self, params: dict[str, str]) -> tuple[Body, Refusal | None]:
+        """A request's meta-variables arrived: ``(body, refusal or None)``."""
         self.state.begin()
         body = Body(self.spool_threshold, self.max_body)
         length = params.get("CONTENT_LENGTH")
         reject = check_length(length, self.max_body)
-        if reject is not None and reject != TOO_LARGE:
-            self.log.warning("%s: %s sent CONTENT_LENGTH %r, not a byte count; answering %s",
-                             self.gateway, self.peer(), length[:40], reject)
+        if reject is not None and reject is not TOO_LARGE:
+            self.log.warning("%s: %s sent CONTENT_LENGTH %r, %s; answering %s", self.gateway,
+                             self.peer(), (length or "")[:40], reject.reason, reject.status)
         return body, reject
 
     @staticmethod
-    def collect(body, data, reject):
+    def collect(body: Any, data: bytes, reject: Refusal | None) -> Refusal | None:
         """Add body bytes unless the request is already refused; the new refusal."""
         if reject is None:
             try:
@@ -136,10 +241,12 @@ class BaseHandler:
                 return TOO_LARGE
         return reject
 
-    def run_request(self, params, body, errors, transport):
-        """Build the environ and run the application for one request."""
-        environ = self.environ.build(params, body.stream(), errors)
+    def respond(self, transport: Any, params: dict[str, str], body: Body) -> bool:
+        """Run the application for one request; False when the connection cannot go on."""
+        transport.start()
+        environ = self.environ.build(params, body.stream(), transport.errors)
         try:
             run_app(self.app, environ, transport, self.debug)
         finally:
             body.close()
+        return bool(transport.done())

@@ -15,7 +15,7 @@ writable by all) already in place at bind time, then given
 ``--socket-group``/``--socket-owner``.  An existing socket file is removed
 only after a connect() shows that nobody listens on it.
 
-Every failure is a :class:`~gateways.settings.ConfigError` with one line.
+Every failure is a :class:`~gateways.errors.ConfigError` with one line.
 """
 
 import errno
@@ -23,26 +23,11 @@ import os
 import socket
 import stat
 
-from gateways.settings import ConfigError
+from gateways.address import address_in_use, parse_bind
+from gateways.errors import AddressInUse, ConfigError
+from gateways.fd0 import listening_socket
 
 SD_LISTEN_FDS_START = 3
-
-
-class BindAddress:
-    """A parsed ``--bind`` value: ``kind`` is ``unix``, ``tcp`` or ``fd``."""
-
-    __slots__ = ("kind", "path", "host", "port", "fd", "text")
-
-    def __init__(self, kind, text, path=None, host=None, port=None, fd=None):
-        self.kind = kind
-        self.text = text
-        self.path = path
-        self.host = host
-        self.port = port
-        self.fd = fd
-
-    def __repr__(self):
-        return "BindAddress(%r)" % self.text
 
 
 class Listener:
@@ -70,43 +55,6 @@ class Listener:
 
     def __repr__(self):
         return "Listener(%s)" % self.name
-
-
-def _port(text, value):
-    if not value.isdigit() or not 0 <= int(value) <= 65535:
-        raise ConfigError("%r: port %r is not a number from 0 to 65535" % (text, value))
-    return int(value)
-
-
-def parse_bind(text):
-    """Parse a ``--bind`` value into a :class:`BindAddress` or raise ConfigError."""
-    if not text:
-        raise ConfigError("the address is empty")
-    if text.startswith("unix:"):
-        path = text[5:]
-        if path.startswith("//"):
-            path = path[2:]
-        if not path:
-            raise ConfigError("%r: unix: needs a path, e.g. unix:/run/app.sock" % text)
-        return BindAddress("unix", text, path=path)
-    if text.startswith("fd:"):
-        value = text[3:]
-        if not value.isdigit():
-            raise ConfigError("%r: fd: needs a file descriptor number, e.g. fd:0" % text)
-        return BindAddress("fd", text, fd=int(value))
-    if text.startswith("["):
-        host, sep, port = text[1:].partition("]:")
-        if not sep or not host:
-            raise ConfigError("%r: an IPv6 address is written [ADDRESS]:PORT" % text)
-        return BindAddress("tcp", text, host=host, port=_port(text, port))
-    host, sep, port = text.rpartition(":")
-    if not sep or not host:
-        raise ConfigError(
-            "%r is not an address: use unix:PATH, HOST:PORT, [IPv6]:PORT or fd:N" % text
-        )
-    if ":" in host:
-        raise ConfigError("%r: write an IPv6 address in brackets, e.g. [::1]:9000" % text)
-    return BindAddress("tcp", text, host=host, port=_port(text, port))
 
 
 # -- inherited sockets -------------------------------------------------------------
@@ -156,13 +104,6 @@ def systemd_fds(environ=None):
     for key in ("LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES"):
         environ.pop(key, None)
     return list(range(SD_LISTEN_FDS_START, SD_LISTEN_FDS_START + int(count)))
-
-
-def fd0_is_listening():
-    """True when a web server handed us a listening socket on fd 0 (FastCGI §2.2)."""
-    from gateways.detect import listening_socket
-
-    return listening_socket(0)
 
 
 # -- sockets we create ---------------------------------------------------------------
@@ -216,9 +157,7 @@ def _remove_stale_socket(text, path):
                           % (text, path, exc.strerror)) from None
     finally:
         probe.close()
-    error = ConfigError("--bind %s: another server is listening on %s" % (text, path))
-    error.status = 1
-    raise error
+    raise AddressInUse("--bind %s: another server is listening on %s" % (text, path))
 
 
 def _ids(owner, group):
@@ -238,15 +177,6 @@ def _ids(owner, group):
         except KeyError:
             raise ConfigError("--socket-group: no group named %r" % group) from None
     return uid, gid
-
-
-def address_in_use(text):
-    """The error for a HOST:PORT another program listens on: one sentence for every
-    command (``gateways serve`` too), exit status 1."""
-    error = ConfigError("--bind %s: the address is already in use (another program listens "
-                        "there); choose another with --bind HOST:PORT" % text)
-    error.status = 1
-    return error
 
 
 def _tcp_listener(address, backlog):
@@ -276,7 +206,7 @@ def open_listeners(bind, *, mode=0o660, owner=None, group=None, backlog=1024, en
         fds = systemd_fds(environ)
         if fds:
             return [adopt_fd(fd, "from systemd") for fd in fds]
-        if fd0_is_listening():
+        if listening_socket(0):
             return [adopt_fd(0, "from the web server on fd 0")]
         raise ConfigError(
             "no --bind given, and no listening socket was passed to us (neither by systemd "

@@ -9,10 +9,9 @@ arguments), never on the request path.
 
 import logging
 import logging.handlers
-import os
 import sys
 
-from gateways.settings import ConfigError
+from gateways.errors import ConfigError, stderr_open
 
 FORMAT = "%(asctime)s gateways[%(process)d] %(levelname)s: %(message)s"
 LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING,
@@ -63,17 +62,6 @@ class HandlerStream:
 
     def flush(self):
         self.handler.flush()
-
-
-def stderr_open():
-    """True when fd 2 is open and Python has a stream for it."""
-    if sys.stderr is None:
-        return False
-    try:
-        os.fstat(2)
-    except OSError:
-        return False
-    return True
 
 
 def setup(level="info", log_file=None):

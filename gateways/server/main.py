@@ -1,36 +1,33 @@
-"""Start a FastCGI or SCGI server: settings -> listeners -> master -> workers.
+"""Start a daemon: settings -> log -> pid file -> listeners -> master -> workers.
 
-The protocol modules (:mod:`gateways.fastcgi`, :mod:`gateways.scgi`) each
-provide a ``ConnectionHandler`` (:class:`gateways.server.handler.BaseHandler`); this
-module wires one of them to the listeners and the worker engine.  It is the
-only place that knows all three rooms.
+The only place that knows every room of the engine: the listeners
+(:mod:`gateways.server.listen`), the master (:mod:`gateways.server.master`)
+and, through the ``boot`` function each worker calls, the protocol handler
+a gateway passes in (:class:`gateways.server.fastcgi.FastCGIHandler`,
+:class:`gateways.server.scgi.SCGIHandler`).
 """
 
-import sys
+from __future__ import annotations
 
-from gateways.loader import AppLoadError, load_app, traceback_text
+from typing import Any
+
+from gateways.errors import AppLoadError, ConfigError, traceback_text
+from gateways.loader import load_app
 from gateways.server import logs
 from gateways.server.listen import open_listeners
+from gateways.server.master import Master
 from gateways.server.pidfile import PidFile
-from gateways.server.workers import Master
-from gateways.settings import ConfigError, resolve
-
-NAMES = {"fastcgi": "FastCGI", "scgi": "SCGI"}
 
 
-def _protocol(command):
-    if command == "fastcgi":
-        from gateways import fastcgi as module
-    else:
-        from gateways import scgi as module
-    return module
+def run_server(handler: Any, app: Any, config: Any) -> int:
+    """Serve ``app`` (a callable or an APP string) with ``handler`` until stopped.
 
-
-def run_server(command, app, config):
-    """Open the listeners and supervise workers serving ``app`` (callable or APP).
-
-    What start-up creates comes in an order that leaves nothing behind when a
-    later step fails: the log, the pid file, then the sockets.
+    ``handler`` is a :class:`gateways.server.handler.BaseHandler` subclass,
+    ``config`` the resolved settings of its command.  What start-up creates
+    comes in an order that leaves nothing behind when a later step fails:
+    the log, the pid file, then the sockets.  Raises the
+    :class:`gateways.errors.OperatorError` that stopped it; returns the exit
+    status otherwise.
     """
     log, errors = logs.setup(config.log_level, config.log_file)
     try:
@@ -51,10 +48,9 @@ def run_server(command, app, config):
         log.warning("the unix socket is writable by every local user (mode %04o, from "
                     "WSGIServer's umask); socket_group= with the default mode 0660 is safer",
                     config.socket_mode)
-    module = _protocol(command)
     multiprocess = config.processes > 1 or any(lst.inherited for lst in listeners)
 
-    def boot():
+    def boot() -> Any:
         application = app
         if isinstance(app, str):
             try:
@@ -64,37 +60,19 @@ def run_server(command, app, config):
                     log.error("traceback of the load failure:\n%s",
                               traceback_text(exc).rstrip("\n"))
                 raise
-        return module.ConnectionHandler.factory(application, config, log, errors, multiprocess)
+        return handler.factory(application, config, log, errors, multiprocess)
 
     master = Master(listeners, boot, processes=config.processes, threads=config.threads,
                     timeout=config.timeout, graceful_timeout=config.graceful_timeout,
                     max_requests=config.max_requests,
                     max_requests_jitter=config.max_requests_jitter,
                     write_timeout=config.read_timeout, log=log, pid_file=pid_file,
-                    name=NAMES[command])
+                    name=handler.gateway)
     return master.run()
 
 
-def _log_failure(log, config, exc):
+def _log_failure(log: Any, config: Any, exc: Exception) -> None:
     """A start-up error also goes to --log-file: stderr may be closed (a web server
     that spawned us) or not looked at."""
     if config.log_file:
         log.error("%s", exc)
-
-
-def serve_protocol(command, app, options):
-    """The Python API behind ``gateways.fastcgi.serve`` and ``gateways.scgi.serve``."""
-    config = resolve(command, dict(options))
-    return run_server(command, app, config)
-
-
-def serve_cli(config):
-    """``gateways fastcgi APP`` and ``gateways scgi APP``."""
-    try:
-        return run_server(config.command, config.app, config)
-    except ConfigError as exc:
-        if logs.stderr_open():
-            sys.stderr.write("gateways: error: %s\n" % exc)
-        return exc.status
-    except KeyboardInterrupt:
-        return 130

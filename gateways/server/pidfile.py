@@ -10,7 +10,7 @@ two daemons starting at the same moment cannot both win.
 
 import os
 
-from gateways.settings import ConfigError
+from gateways.errors import AlreadyRunning, ConfigError
 
 
 def _running(pid):
@@ -54,12 +54,10 @@ class PidFile:
                 return pid_file
             other = _read_pid(pid_file.path)
             if other is not None and other != pid_file.pid and _running(other):
-                error = ConfigError(
+                raise AlreadyRunning(
                     "--pid-file %s: another daemon is running as pid %d (stop it first, or "
                     "remove the file if that process is not a gateways daemon)"
                     % (pid_file.path, other))
-                error.status = 1
-                raise error
             try:
                 os.unlink(pid_file.path)  # left behind by a daemon that is gone
             except FileNotFoundError:

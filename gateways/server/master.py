@@ -1,175 +1,38 @@
-"""Processes x threads: a supervising master and its worker processes.
+"""The master process: it forks the workers and supervises them, never a request.
 
 Theory of operation
 -------------------
-The master opens the listening sockets, forks ``processes`` workers and then
-only supervises; it never touches a request.  Each worker imports the
-application (so a reload imports it afresh) and runs ``threads`` threads
-(:mod:`gateways.server.runners`): a thread calls ``accept()`` on the shared
-listening socket itself and serves the connection it got from start to end;
-how many threads accept at once follows how many the application keeps
-busy.  There is no queue, no hand-off between threads, and no lock on the
-request path.
+The master opens the listening sockets, forks ``processes`` workers
+(:mod:`gateways.server.worker`) and then only supervises: it reaps them,
+replaces the ones that die, kills one whose request ran past ``--timeout``
+(it reads the request start times the workers write into shared memory every
+tick) and handles the signals:
 
-Every listening socket carries ``SO_RCVTIMEO`` = ``TICK`` and ``SO_SNDTIMEO``
-= the read timeout; accepted TCP sockets inherit both, accepted unix sockets
-are given them (Linux makes those at connect() time, not from the listener).  So a thread blocked in
-``accept()`` or ``recv()`` wakes at least every ``TICK`` seconds with
-``BlockingIOError`` to look at the stop flag and at how long its peer has
-stalled, without a poll() call per request; a peer that stops reading our
-response makes ``send`` fail after the read timeout.
+SIGTERM, SIGINT
+    stop accepting, let requests in flight finish within
+    ``--graceful-timeout``, then stop.
+SIGQUIT
+    stop now.
+SIGHUP
+    start new workers (they import the application afresh); as each is
+    ready, an old one is told to finish its requests and exit.  If the new
+    workers cannot load the application, the old ones carry on.
 
-A worker thread marks its slot in a shared array with the time a request
-started and clears it at the end.  The master reads the array every tick and
-kills a worker whose request has run past ``--timeout``.
-
-Signals (master): SIGTERM, SIGINT: stop accepting, let requests in flight
-finish within ``--graceful-timeout``, then stop.  SIGQUIT: stop now.
-SIGHUP: start new workers (they import the application afresh); as each is
-ready, an old one is told to finish its requests and exit.  If the new
-workers cannot load the application, the old ones carry on.
-A worker that dies is replaced; one that served ``--max-requests`` exits
-and is replaced; workers exit when the master is gone.
+A worker that served ``--max-requests`` exits and is replaced.  The first
+worker of a generation (the start, each reload) boots alone, so that an
+application that cannot be loaded is reported once, not once per process.
 """
 
-import gc
+from __future__ import annotations
+
 import mmap
 import os
 import random
 import select
 import signal
-import struct
 import time
 
-from gateways.server.runners import Runners, set_timeouts
-
-TICK = 0.5
-BOOT_ERROR = 3  # worker exit status: the application could not be loaded
-RECYCLED = 4  # worker exit status: --max-requests reached
-ORPHANED = 5  # worker exit status: the master is gone
-
-_PID = struct.Struct("=I")
-
-
-class ThreadState:
-    """One worker thread's view of its worker: what a protocol handler calls.
-
-    ``begin()``/``end()`` bracket each request (they feed ``--timeout`` and
-    ``--max-requests``); ``stopping`` tells an idle connection to close.
-    """
-
-    __slots__ = ("worker", "slot")
-
-    def __init__(self, worker, slot):
-        self.worker = worker
-        self.slot = slot
-
-    def begin(self):
-        self.worker.slots[self.slot] = time.monotonic()
-
-    def end(self):
-        worker = self.worker
-        slots = worker.slots
-        if slots[self.slot]:
-            slots[self.slot] = 0.0
-            worker.served += 1
-            if worker.served == worker.max_requests:
-                worker.recycle()  # no thread accepts another connection after this one
-
-    @property
-    def stopping(self):
-        return self.worker.stopping
-
-
-def keep_freed_memory(limit=64 * 1024 * 1024):
-    """Ask glibc not to hand freed memory back to the kernel after every request.
-
-    Each thread allocates from its own malloc arena; by default glibc trims
-    an arena as soon as 128 KiB at its top are free, so a request with a
-    100 kB body maps pages in and out every time (mprotect, madvise, page
-    faults): measured, that alone cost more than half the throughput of a
-    POST.  Up to ``limit`` bytes per arena are now kept for the next request.
-    A no-op where the C library is not glibc.
-    """
-    import ctypes
-
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        libc.mallopt(-1, limit)  # M_TRIM_THRESHOLD (malloc.h)
-    except (OSError, AttributeError):
-        pass
-
-
-class Worker:
-    """A worker process: loads the application, runs the accepting threads."""
-
-    def __init__(self, listeners, boot, threads, slots, max_requests, write_timeout, log,
-                 ready_fd, parent):
-        self.listeners = listeners
-        self.boot = boot
-        self.threads = threads
-        self.slots = slots
-        self.max_requests = max_requests
-        self.write_timeout = write_timeout
-        self.log = log
-        self.ready_fd = ready_fd
-        self.parent = parent
-        self.stopping = False
-        self.recycled = False
-        self.served = 0
-
-    def _stop(self, signum, frame):
-        self.stopping = True
-
-    def recycle(self):
-        """``--max-requests`` reached: finish what is in flight, then exit."""
-        self.recycled = True
-        self.stopping = True
-
-    def run(self):
-        signal.signal(signal.SIGTERM, self._stop)
-        signal.signal(signal.SIGINT, self._stop)
-        signal.signal(signal.SIGHUP, signal.SIG_IGN)
-        signal.signal(signal.SIGQUIT, signal.SIG_DFL)
-        try:
-            make_handler = self.boot()
-        except Exception as exc:  # one line; boot() logs a traceback in debug mode
-            self.log.error("%s", exc)
-            return BOOT_ERROR
-        for listener in self.listeners:
-            set_timeouts(listener.sock, TICK, self.write_timeout)
-        # What the application loaded lives as long as the worker: keep it out
-        # of the collector's way (fewer objects to walk on every collection).
-        gc.freeze()
-        keep_freed_memory()
-        pools = []
-        count = len(self.listeners)
-        for number, listener in enumerate(self.listeners):
-            indexes = range(number, max(self.threads, count), count)
-            handlers = [make_handler(ThreadState(self, index)) for index in indexes]
-            pools.append(Runners(self, listener, handlers, TICK))
-        for pool in pools:
-            pool.start()
-        status = 0
-        try:
-            if os.getppid() != self.parent:
-                raise BrokenPipeError
-            os.write(self.ready_fd, _PID.pack(os.getpid()))
-        except OSError:
-            self.log.warning("the master process is gone; stopping")
-            self.stopping, status = True, ORPHANED
-        while not self.stopping:
-            time.sleep(TICK)
-            if os.getppid() != self.parent:
-                self.log.warning("the master process is gone; stopping")
-                self.stopping, status = True, ORPHANED
-        # Stop taking connections in this process; the socket itself lives on
-        # in the master and in the other workers (a reload keeps serving).
-        for listener in self.listeners:
-            listener.sock.close()
-        for pool in pools:
-            pool.join()
-        return RECYCLED if self.recycled and not status else status
+from gateways.server.worker import BOOT_ERROR, PID, RECYCLED, TICK, Worker
 
 
 class _Child:
@@ -271,7 +134,7 @@ class Master:
             data = os.read(self._ready_r, 4096)
         except BlockingIOError:
             return
-        for (pid,) in _PID.iter_unpack(data[: len(data) - len(data) % 4]):
+        for (pid,) in PID.iter_unpack(data[: len(data) - len(data) % 4]):
             child = self.children.get(pid)
             if child is None:
                 continue

@@ -1,0 +1,97 @@
+"""Operator errors as values, and the one place that prints them.
+
+An operator's mistake — a bad option, an application that does not load, an
+address in use, a pid file held by a live daemon — is an
+:class:`OperatorError` carrying the exit status.  Whatever layer finds it
+raises it; :func:`report` (called by ``gateways.cli.main``, the launcher and
+the CGI entry point) writes the one line ``gateways: error: ...`` and gives
+the exit status back.  No traceback unless debug mode asks for one.
+
+HTTP refusals (400, 413, 500 pages a gateway answers by itself) are values
+too: :class:`gateways.response.Refusal`.
+
+This module imports nothing: every layer may use it.
+"""
+
+from __future__ import annotations
+
+import sys
+
+PROG = "gateways"
+
+
+class OperatorError(Exception):
+    """A mistake an operator can fix: one line, exit status ``status``."""
+
+    status = 2
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        if status is not None:
+            self.status = status
+
+
+class ConfigError(OperatorError):
+    """A bad option, argument or environment variable (exit status 2)."""
+
+
+class AddressInUse(ConfigError):
+    """Another server has the address (exit status 1: not a typo, try later)."""
+
+    status = 1
+
+
+class AlreadyRunning(ConfigError):
+    """Another daemon holds the pid file (exit status 1)."""
+
+    status = 1
+
+
+class AppLoadError(OperatorError):
+    """The application named by APP could not be loaded (exit status 2)."""
+
+    def __init__(self, spec: str, reason: str) -> None:
+        super().__init__("cannot load application %r: %s" % (spec, reason))
+        self.spec = spec
+        self.reason = reason
+
+
+def stderr_open() -> bool:
+    """True when fd 2 is open and Python has a stream for it (a web server that
+    spawns FastCGI may close it)."""
+    if sys.stderr is None:
+        return False
+    try:
+        import os
+
+        os.fstat(2)
+    except OSError:
+        return False
+    return True
+
+
+def traceback_text(exc: BaseException) -> str:
+    """The traceback of ``exc`` for debug mode, its causes included, without its own
+    last line: :func:`report` prints the message once, as the one line."""
+    import traceback
+
+    found = traceback.TracebackException.from_exception(exc)
+    lines = list(found.format())
+    tail = list(found.format_exception_only())
+    if lines[-len(tail):] == tail:
+        del lines[-len(tail):]
+    return "".join(lines)
+
+
+def report(error: OperatorError, debug: bool = False) -> int:
+    """Write ``gateways: error: MESSAGE`` to stderr (one line; in debug mode the
+    traceback of what caused it first) and return the exit status."""
+    if stderr_open():
+        try:
+            if debug and (error.__cause__ is not None or error.__context__ is not None):
+                sys.stderr.write(traceback_text(error))
+            sys.stderr.write("%s: error: %s\n" % (PROG, error))
+            sys.stderr.flush()
+        except (OSError, ValueError):
+            pass
+    return error.status
