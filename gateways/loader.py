@@ -26,12 +26,19 @@ DEFAULT_NAMES = ("application", "app")
 
 
 class AppLoadError(Exception):
-    """The application named by APP could not be loaded."""
+    """The application named by APP could not be loaded.
 
-    def __init__(self, spec, reason):
+    ``raised`` is True when the application's own code failed (an exception
+    or a syntax error while importing it, its factory raised): its traceback
+    says why, where the other failures (not found, wrong name) need APP,
+    --app-dir or an installation corrected.
+    """
+
+    def __init__(self, spec, reason, raised=False):
         super().__init__("cannot load application %r: %s" % (spec, reason))
         self.spec = spec
         self.reason = reason
+        self.raised = raised
 
 
 def split_spec(spec):
@@ -65,9 +72,10 @@ def _import_module(spec, name):
         raise AppLoadError(spec, "importing %r failed: %s" % (name, _describe(exc))) from exc
     except SyntaxError as exc:
         where = "%s line %s" % (exc.filename, exc.lineno)
-        raise AppLoadError(spec, "syntax error in %s: %s" % (where, exc.msg)) from exc
+        raise AppLoadError(spec, "syntax error in %s: %s" % (where, exc.msg), True) from exc
     except (Exception, SystemExit) as exc:
-        raise AppLoadError(spec, "importing %r raised %s" % (name, _describe(exc))) from exc
+        raise AppLoadError(spec, "importing %r raised %s" % (name, _describe(exc)),
+                           True) from exc
     return sys.modules[name]
 
 
@@ -95,10 +103,10 @@ def _load_file(spec, path):
     except SyntaxError as exc:
         del sys.modules[modname]
         raise AppLoadError(spec, "syntax error in %s line %s: %s"
-                           % (path, exc.lineno, exc.msg)) from exc
+                           % (path, exc.lineno, exc.msg), True) from exc
     except (Exception, SystemExit) as exc:
         del sys.modules[modname]
-        raise AppLoadError(spec, "running %s raised %s" % (path, _describe(exc))) from exc
+        raise AppLoadError(spec, "running %s raised %s" % (path, _describe(exc)), True) from exc
     return module
 
 
@@ -195,7 +203,8 @@ def load_app(spec, app_dir=None):
         try:
             app = factory(*args, **kwargs)
         except Exception as exc:
-            raise AppLoadError(spec, "calling %s raised %s" % (name, _describe(exc))) from exc
+            raise AppLoadError(spec, "calling %s raised %s" % (name, _describe(exc)),
+                               True) from exc
     else:
         app = _resolve(spec, module, name)
     if not callable(app):
