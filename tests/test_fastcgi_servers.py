@@ -506,14 +506,26 @@ def test_bin_path_start_up_error_is_where_the_snippet_says(where, app_dir, serve
     line that says why the application does not load is in lighttpd's stderr (the
     journal under systemd, which runs lighttpd -D), in server.breakagelog when set, in
     the file GATEWAYS_LOG_FILE or --log-file names, and nowhere when lighttpd daemonizes."""
-    root = webservers.public_dir("gw-lighttpd-broken-")
-    sockets = webservers.worker_dir(root / "sockets")
-    logs = webservers.worker_dir(root / "applog")  # lighttpd's user writes the log file
     body = render("lighttpd", "fastcgi-spawn", app=BROKEN_APP, app_dir=str(app_dir),
-                  prefix="/app", bind="unix:%s/app.sock" % sockets, python=server_python,
+                  prefix="/app", bind="unix:/ROOT/sockets/app.sock", python=server_python,
                   processes=1, threads=2)
     assert LOG_LINE in body  # the snippet offers it, commented out
-    log_file = logs / "gateways.log"
+    root = webservers.public_dir("gw-lighttpd-broken-")
+    try:
+        told, promised = _run_broken(where, body.replace("/ROOT/", str(root) + "/"), root)
+    finally:
+        webservers.shutil.rmtree(root, ignore_errors=True)
+    if promised is not None:
+        assert told.pop(promised) >= 1, told
+    assert not any(told.values()), told  # and nowhere else
+
+
+def _run_broken(where, body, root):
+    """Run lighttpd with ``body`` in ``root`` until the broken application has been
+    started and has failed: ({log file name: how often the reason is in it}, the
+    name of the file the snippet promises it in, or None)."""
+    webservers.worker_dir(root / "sockets")  # lighttpd's user makes the socket
+    log_file = webservers.worker_dir(root / "applog") / "gateways.log"  # and the log file
     if where == "breakagelog":
         body += '\nserver.breakagelog = "%s"\n' % log_file
     elif where == "bin-environment":
@@ -522,16 +534,15 @@ def test_bin_path_start_up_error_is_where_the_snippet_says(where, app_dir, serve
     elif where == "--log-file":
         body = body.replace(" --threads 2\"", " --threads 2 --log-file %s\"" % log_file)
         assert str(log_file) in body
+    promised = {"stderr": root / "logs" / "stderr.log", "daemonized": None}.get(
+        where, log_file)
     server = pid = None
     try:
         if where == "daemonized":
             pid = _start_daemonized_lighttpd(body, root)
         else:
             server = webservers.start_lighttpd(body, root=root, name="lighttpd-broken")
-        error_log = Log(root / "logs" / "error.log")
-        error_log.wait_for("child exited: 2", 15.0)
-        promised = {"stderr": root / "logs" / "stderr.log", "daemonized": None}.get(
-            where, log_file)
+        Log(root / "logs" / "error.log").wait_for("child exited: 2", 15.0)
         if promised is not None:
             Log(promised).wait_for(BROKEN_REASON, 15.0)
     finally:
@@ -539,12 +550,7 @@ def test_bin_path_start_up_error_is_where_the_snippet_says(where, app_dir, serve
             server.stop()
         if pid is not None:
             _stop_daemonized_lighttpd(pid)
-    try:
-        told = {path.name: path.read_text(errors="replace").count(BROKEN_REASON)
-                for path in (root / "logs" / "error.log", root / "logs" / "stderr.log",
-                             log_file) if path.exists()}
-    finally:
-        webservers.shutil.rmtree(root, ignore_errors=True)
-    if promised is not None:
-        assert told.pop(promised.name) >= 1, told
-    assert not any(told.values()), told  # and nowhere else
+    told = {path.name: path.read_text(errors="replace").count(BROKEN_REASON)
+            for path in (root / "logs" / "error.log", root / "logs" / "stderr.log", log_file)
+            if path.exists()}
+    return told, promised and promised.name
