@@ -25,8 +25,15 @@ What it does beyond the WSGI core:
   ``print()`` lands in the error log instead of corrupting the response.
 * Nothing escapes between the headers and the body: lighttpd leaves the
   client hanging when a CGI program dies half-way.
+* When the client goes away, the web server ends the CGI process: Apache
+  mod_cgid and lighttpd mod_cgi send SIGTERM or close its stdout (EPIPE).
+  Either way the application's iterable is closed (PEP 3333: ``close()``
+  always runs) and the process exits quietly: no traceback, no "Exception
+  ignored ... BrokenPipeError" in the error log.  The handler comes from the
+  builtin ``_signal`` module (``signal`` would import ``enum``).
 """
 
+import _signal
 import os
 import sys
 
@@ -47,18 +54,21 @@ from gateways.response import run as run_app
 
 
 class StdoutTransport:
-    """Writes the CGI response to stdout (see :mod:`gateways.response`)."""
+    """Writes the CGI response to stdout (see :mod:`gateways.response`);
+    ``gone`` once a write failed (the web server closed its end)."""
 
-    __slots__ = ("out",)
+    __slots__ = ("out", "gone")
 
     def __init__(self, out):
         self.out = out
+        self.gone = False
 
     def send(self, data):
         try:
             self.out.write(data)
             self.out.flush()
         except OSError as exc:
+            self.gone = True
             raise ClientDisconnected(str(exc)) from exc
 
     def finish(self, data, status=0):
@@ -68,7 +78,45 @@ class StdoutTransport:
         try:
             self.out.flush()
         except OSError:
-            pass
+            self.gone = True
+
+
+class Terminated(BaseException):
+    """SIGTERM arrived: the web server ends this request (the client went away).
+
+    A BaseException, so that an application's ``except Exception`` does not
+    swallow it on its way out to the code that closes the iterable.
+    """
+
+
+def _terminate(signum, frame):
+    _signal.signal(signum, _signal.SIG_IGN)  # once: close() must not be cut short in turn
+    raise Terminated
+
+
+def _catch_sigterm():
+    """Turn SIGTERM into :class:`Terminated`; the previous handler (None: not ours to change)."""
+    try:
+        return _signal.signal(_signal.SIGTERM, _terminate)
+    except (ValueError, OSError):  # not the main thread
+        return None
+
+
+def _silence(stream):
+    """Point the file descriptor under ``stream`` at /dev/null: the web server has gone,
+    and what is left in the buffer must not fail again at exit ("Exception ignored in
+    <stdout> ... BrokenPipeError") or block on a pipe nobody reads."""
+    try:
+        fd = stream.fileno()
+        null = os.open(os.devnull, os.O_WRONLY)
+    except (OSError, ValueError, AttributeError):  # io.UnsupportedOperation: not a file
+        return
+    try:
+        os.dup2(null, fd)
+    except OSError:
+        pass
+    finally:
+        os.close(null)
 
 
 def _content_length(env):
@@ -123,7 +171,9 @@ def run(app, *, debug=None, script_name=None, iis=False, stdin=None, stdout=None
     which a web server can set with SetEnv); ``iis`` strips the SCRIPT_NAME
     that IIS repeats at the start of PATH_INFO.  ``stdin``/``stdout`` (binary)
     and ``stderr`` (text) and ``environ`` default to the process's own.
-    Returns 0 when the response was complete, 1 when the application failed.
+    Returns 0 when the response was complete, 1 when the application failed
+    or the web server ended the request (SIGTERM, or stdout closed): then the
+    iterable has been closed, and stdout is /dev/null from there on.
     """
     if environ is None:
         environ = os.environb if hasattr(os, "environb") else os.environ
@@ -166,10 +216,20 @@ def run(app, *, debug=None, script_name=None, iis=False, stdin=None, stdout=None
     )
     saved_stdout = sys.stdout
     sys.stdout = errors
+    previous = _catch_sigterm()
     try:
-        status = run_app(app, environ, transport, debug)
+        try:
+            status = run_app(app, environ, transport, debug)  # closes the iterable, always
+        finally:
+            if previous is not None:
+                _signal.signal(_signal.SIGTERM, previous)
+    except Terminated:
+        transport.gone, status = True, 1
     finally:
         sys.stdout = saved_stdout
+    if transport.gone:
+        _silence(stdout)  # nobody reads the rest, nor the body: no drain
+        return status
     try:
         wsgi_input.drain()
     except OSError:

@@ -16,6 +16,13 @@ CRLF shebang does not stop the import check); only the real request waits
 until all else passed, as it would fail for a reason already given.  A 5xx
 answer is a problem: the script runs, but every visitor gets an error.
 
+An interpreter without gateways gets ``pip install gateways``, unless it is a
+system Python that is externally managed (PEP 668, Debian 12 and newer: pip
+refuses): then a virtualenv that sees the system's packages gets gateways and
+the shebang points there.  An application that cannot be found gets "install
+it or correct APP"; one whose own code raises while loading gets the command
+that shows its traceback.
+
 Permissions come from the mode bits as the kernel reads them for ``--user``
 (owner's bits, else the group's with all the user's groups, else the others';
 root is special only for ``--user root``; ACLs are not read: the real request
@@ -168,9 +175,11 @@ class Script:
         self.runner = user.name if same else pwd.getpwuid(os.geteuid()).pw_name
 
 
-def shebang_fix(script):
-    """Point the shebang at the interpreter running this check: it imports gateways."""
-    python = sys.executable.replace("\\", "\\\\").replace("|", "\\|").replace("&", "\\&")
+def shebang_fix(script, python=None):
+    """Point the shebang at ``python``, by default the interpreter running this check:
+    it imports gateways."""
+    python = python or sys.executable
+    python = python.replace("\\", "\\\\").replace("|", "\\|").replace("&", "\\&")
     edit = "1s|^#!.*|#!%s|" % python if script.has_shebang else "1i #!" + python
     return "sed -i %s %s" % (shlex.quote(edit), shlex.quote(script.file))
 
@@ -323,7 +332,20 @@ try:
 except BaseException as exc:
     loaded = "gateways" in sys.modules
     sys.stderr.write("%s\n" % (exc if loaded else "%s: %s" % (type(exc).__name__, exc)))
-    sys.exit(4 if loaded else 3)
+    sys.exit(3 if not loaded else 5 if getattr(exc, "raised", False) else 4)
+"""
+
+# Exit status of IMPORT_PROBE: gateways cannot be imported; the application cannot be
+# found (APP, --app-dir, not installed); the application's own code raised.
+NO_GATEWAYS, NO_APP, APP_RAISED = 3, 4, 5
+
+# What pip may do with an interpreter: prints (in a virtualenv, EXTERNALLY-MANAGED
+# in its stdlib directory (PEP 668), has ensurepip for ``-m venv``, "X.Y").
+PIP_PROBE = r"""
+import importlib.util, os, sys, sysconfig
+print(sys.prefix != sys.base_prefix,
+      os.path.isfile(os.path.join(sysconfig.get_path("stdlib"), "EXTERNALLY-MANAGED")),
+      importlib.util.find_spec("ensurepip") is not None, "%d.%d" % sys.version_info[:2])
 """
 
 
@@ -350,6 +372,60 @@ def script_calls(script):
     return uses, app, dirs
 
 
+def venv_dir(script_path, app_dirs):
+    """Where a virtualenv for the script goes: ``venv`` in its application directory
+    (``/srv/myapp/venv``), else ``/srv/NAME/venv``; never in the script's directory
+    (cgi-bin runs what is in it)."""
+    script_dir = os.path.dirname(os.path.abspath(script_path))
+    dirs = [d for d in app_dirs if os.path.abspath(d) != script_dir]
+    stem = os.path.splitext(os.path.basename(script_path))[0] or "app"
+    return os.path.join(dirs[0] if dirs else os.path.join("/srv", stem), "venv")
+
+
+def gateways_install(python, venv, timeout=TIMEOUT):
+    """How ``python`` gets the gateways package: ``(command, interpreter that has it
+    then, why)``.  pip, except into a system Python that is externally managed (PEP
+    668, Debian 12 and newer: pip refuses), where the virtualenv ``venv`` gets it, with
+    the system's packages visible (the application's dependencies among them)."""
+    pip = ("%s -m pip install gateways" % shlex.quote(python), python, "")
+    try:
+        status, out, _ = run_limited([python, "-c", PIP_PROBE], {}, "/", timeout)
+        in_venv, managed, ensurepip, version = out.decode().split()
+    except (OSError, ValueError, UnicodeDecodeError):
+        return pip
+    if status != 0 or in_venv == "True" or managed != "True":
+        return pip
+    command = "%s -m venv --system-site-packages %s && %s install gateways" % (
+        shlex.quote(python), shlex.quote(venv), shlex.quote(os.path.join(venv, "bin", "pip")))
+    if ensurepip != "True":
+        command = "apt-get install python%s-venv && %s" % (version, command)
+    why = ("%s is externally managed (PEP 668): pip refuses to install into it, so gateways "
+           "goes into a virtualenv, %s, that sees the system's packages" % (python, venv))
+    return command, os.path.join(venv, "bin", "python3"), why
+
+
+def install_fix(script, python, timeout):
+    """``(command, why)`` that give the script's interpreter gateways (see above), the
+    shebang pointed at the virtualenv when there is one."""
+    venv = venv_dir(script.path, script_calls(script)[2])
+    command, target, why = gateways_install(python, venv, timeout)
+    if target != python:
+        command += " && " + shebang_fix(script, target)
+    return command, "; " + why if why else ""
+
+
+def _pystr(text):
+    return '"%s"' % text.replace("\\", "\\\\").replace('"', '\\"')
+
+
+def by_hand_command(script, python, app, dirs):
+    """The shell command that loads ``app`` as the script does, traceback and all."""
+    code = "import sys; sys.path[0:0] = [%s]; from gateways.loader import load_app; " \
+           "load_app(%s)" % (", ".join(map(_pystr, reversed(dirs))), _pystr(app))
+    argv = user_argv(["env", "-i", "PATH=" + WEB_PATH, python, "-c", code], script.user)
+    return "cd %s && %s" % (shlex.quote(script.dir), " ".join(shlex.quote(a) for a in argv))
+
+
 def check_imports(script, timeout):
     uses, app, dirs = script_calls(script)
     python, user = script.python, script.user
@@ -363,18 +439,26 @@ def check_imports(script, timeout):
     argv = [python, "-c", IMPORT_PROBE, "" if findings else app or "", script.dir, *dirs]
     status, _, err = run_limited(user_argv(argv, user), {}, script.dir, timeout)
     reason = (err.decode("utf-8", "replace").strip().splitlines() or ["no output"])[-1]
-    if status == 3:
+    if status == NO_GATEWAYS:
         here = os.path.dirname(os.path.abspath(__file__))
         blocked = python == sys.executable and access_findings(here, user, "rx", "gateways")
-        findings += blocked or [problem("%s cannot import gateways as %s (%s)%s" % (
+        if blocked:
+            return findings + blocked
+        command, why = install_fix(script, python, timeout)
+        findings.append(problem("%s cannot import gateways as %s (%s)%s%s" % (
             python, script.runner, reason, "" if python == sys.executable else
-            "; %s has it" % sys.executable), "%s -m pip install gateways" % shlex.quote(python))]
-    elif status == 4:
+            "; %s has it" % sys.executable, why), command))
+    elif status == NO_APP:
         findings.append(problem(
             "%s as %s: %s" % (python, script.runner, reason),
             "install the application or correct APP and --app-dir, then: gateways cgi-script "
             "%s --app-dir DIR --python %s -o %s --force" % (
                 shlex.quote(app), shlex.quote(python), shlex.quote(script.path))))
+    elif status == APP_RAISED:
+        findings.append(problem(
+            "%s as %s: %s" % (python, script.runner, reason),
+            "run the import by hand and read the traceback: "
+            + by_hand_command(script, python, app, dirs)))
     elif status != 0:
         findings.append(problem("%s did not import gateways as %s: %s" % (
             python, script.runner, "no answer within %g s" % timeout if status is None else reason),

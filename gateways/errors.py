@@ -48,12 +48,19 @@ class AlreadyRunning(ConfigError):
 
 
 class AppLoadError(OperatorError):
-    """The application named by APP could not be loaded (exit status 2)."""
+    """The application named by APP could not be loaded (exit status 2).
 
-    def __init__(self, spec: str, reason: str) -> None:
+    ``raised`` is True when the application's own code failed (an exception
+    or a syntax error while importing it, its factory raised): its traceback
+    says why, where the other failures (not found, wrong name) need APP,
+    --app-dir or an installation corrected.
+    """
+
+    def __init__(self, spec: str, reason: str, raised: bool = False) -> None:
         super().__init__("cannot load application %r: %s" % (spec, reason))
         self.spec = spec
         self.reason = reason
+        self.raised = raised
 
 
 def stderr_open() -> bool:

@@ -11,9 +11,12 @@ Accepted forms of ``APP``:
 
 Every failure raises :class:`AppLoadError` with one line saying what was
 asked and why it failed; the original exception is kept as ``__cause__`` for
-``--debug``.  This module is on the CGI path, so it imports nothing heavy
-unless it needs it (``ast`` only for factory arguments, ``importlib.util``
-only for ``.wsgi`` files).
+``--debug``.  A directory named like the module and found first on the path
+(``/srv/myapp/`` holding ``myapp.py``, run from ``/srv``) imports as an empty
+namespace package (PEP 420): that is said as such, with the --app-dir or
+file that fixes it.  This module is on the CGI path, so it imports nothing
+heavy unless it needs it (``ast`` only for factory arguments,
+``importlib.util`` only for ``.wsgi`` files).
 """
 
 import os
@@ -55,9 +58,10 @@ def _import_module(spec, name):
         raise AppLoadError(spec, "importing %r failed: %s" % (name, _describe(exc))) from exc
     except SyntaxError as exc:
         where = "%s line %s" % (exc.filename, exc.lineno)
-        raise AppLoadError(spec, "syntax error in %s: %s" % (where, exc.msg)) from exc
+        raise AppLoadError(spec, "syntax error in %s: %s" % (where, exc.msg), True) from exc
     except (Exception, SystemExit) as exc:
-        raise AppLoadError(spec, "importing %r raised %s" % (name, _describe(exc))) from exc
+        raise AppLoadError(spec, "importing %r raised %s" % (name, _describe(exc)),
+                           True) from exc
     return sys.modules[name]
 
 
@@ -85,10 +89,10 @@ def _load_file(spec, path):
     except SyntaxError as exc:
         del sys.modules[modname]
         raise AppLoadError(spec, "syntax error in %s line %s: %s"
-                           % (path, exc.lineno, exc.msg)) from exc
+                           % (path, exc.lineno, exc.msg), True) from exc
     except (Exception, SystemExit) as exc:
         del sys.modules[modname]
-        raise AppLoadError(spec, "running %s raised %s" % (path, _describe(exc))) from exc
+        raise AppLoadError(spec, "running %s raised %s" % (path, _describe(exc)), True) from exc
     return module
 
 
@@ -111,13 +115,41 @@ def _parse_call(spec, text):
     return name.strip(), args, kwargs
 
 
+def _namespace_dirs(module):
+    """The directories of ``module`` when it is a namespace package (directories
+    without ``__init__.py``, PEP 420), else an empty list."""
+    found = getattr(module, "__spec__", None)
+    if found is None or found.origin not in (None, "namespace"):
+        return []
+    return list(dict.fromkeys(found.submodule_search_locations or ()))
+
+
+def _namespace_error(spec, module, name):
+    """APP named a directory, imported as an empty namespace package: say so and how to
+    fix it, instead of "has no attribute"; None for any other module."""
+    dirs = _namespace_dirs(module)
+    if not dirs:
+        return None
+    stem = module.__name__.rpartition(".")[2]
+    files = [f for f in (os.path.join(d, stem + ".py") for d in dirs) if os.path.isfile(f)]
+    if files:
+        fix = "give --app-dir %s (where %s.py is), or name the file: %s%s" % (
+            os.path.dirname(files[0]), stem, files[0], ":" + name if name else "")
+    else:
+        fix = ("give --app-dir the directory that holds the application's module, or name "
+               "its file: path/to/file.py%s" % (":" + name if name else ""))
+    return AppLoadError(spec, "%r is the directory %s, imported as a namespace package (no "
+                        "__init__.py), not the application's module: %s"
+                        % (module.__name__, dirs[0], fix))
+
+
 def _resolve(spec, module, dotted):
     obj = module
     for part in dotted.split("."):
         try:
             obj = getattr(obj, part)
         except AttributeError:
-            raise AppLoadError(
+            raise _namespace_error(spec, module, dotted) or AppLoadError(
                 spec, "module %r has no attribute %r" % (module.__name__, dotted)
             ) from None
     return obj
@@ -146,7 +178,7 @@ def load_app(spec, app_dir=None):
             if app is not None:
                 break
         else:
-            raise AppLoadError(
+            raise _namespace_error(spec, module, None) or AppLoadError(
                 spec,
                 "module %r defines neither 'application' nor 'app' (name one: %s:NAME)"
                 % (module.__name__, target),
@@ -157,7 +189,8 @@ def load_app(spec, app_dir=None):
         try:
             app = factory(*args, **kwargs)
         except Exception as exc:
-            raise AppLoadError(spec, "calling %s raised %s" % (name, _describe(exc))) from exc
+            raise AppLoadError(spec, "calling %s raised %s" % (name, _describe(exc)),
+                               True) from exc
     else:
         app = _resolve(spec, module, name)
     if not callable(app):

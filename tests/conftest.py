@@ -4,10 +4,13 @@ The web servers' worker user (www-data when the tests run as root) must run
 this interpreter and read the application code: the interpreter is checked
 once, and the test applications are copied into a world-readable directory.
 The tests that start daemons themselves get a short directory for them and
-a list of what they started, killed in teardown.
+a list of what they started, killed in teardown.  The tests that run a
+printed ``pip install gateways`` get an environment that installs this checkout.
 """
 
+import os
 import shutil
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -58,3 +61,17 @@ def started():
     yield daemons
     for daemon in daemons:
         daemon.kill()
+
+
+@pytest.fixture(scope="session")
+def pip_env():
+    """An environment in which ``pip install gateways`` installs this checkout (and its
+    dependencies) from wheels built once, without an index: the printed fixes that say
+    ``pip install gateways`` run for real, offline."""
+    directory = webservers.public_dir("gw-wheels-")
+    root = Path(__file__).resolve().parent.parent
+    build = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "-w", str(directory),
+                            str(root)], capture_output=True, text=True, timeout=300, check=False)
+    assert build.returncode == 0, build.stdout + build.stderr
+    yield dict(os.environ, PIP_NO_INDEX="1", PIP_FIND_LINKS=str(directory))
+    shutil.rmtree(directory, ignore_errors=True)

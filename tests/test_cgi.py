@@ -214,3 +214,50 @@ def test_cgi_path_imports_almost_nothing():
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     loaded = eval(proc.stdout)
     assert set(loaded) <= {"gateways", "gateways.cgi", "gateways.environ", "gateways.response"}, loaded
+
+
+# -- the web server ends the request: SIGTERM, or stdout closed -------------------
+
+
+@pytest.mark.parametrize("how", ["stdout closed", "SIGTERM"])
+def test_iterable_closed_and_quiet_when_the_server_ends_the_request(how, tmp_path):
+    """What Apache mod_cgid and lighttpd mod_cgi do when the client goes away: close the
+    pipe the script writes to (the next write fails with EPIPE), or send SIGTERM.  The
+    application's close() runs, and stderr (the error log) stays empty."""
+    from gateways.cgiscript import write_script
+
+    script = write_script(str(tmp_path / "closing.cgi"), "closing:application", sys.executable,
+                          str(APPS))
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "GATEWAY_INTERFACE": "CGI/1.1",
+           "REQUEST_METHOD": "GET", "SERVER_NAME": "t", "SERVER_PORT": "80",
+           "SERVER_PROTOCOL": "HTTP/1.1", "SCRIPT_NAME": "/app", "PATH_INFO": "/slow",
+           "QUERY_STRING": "m", "CLOSING_MARKERS": str(tmp_path)}
+    read_end, write_end = os.pipe()
+    try:
+        process = subprocess.Popen([script], stdin=subprocess.DEVNULL, stdout=write_end,
+                                   stderr=subprocess.PIPE, env=env, cwd=str(tmp_path))
+    finally:
+        os.close(write_end)
+    try:
+        with os.fdopen(read_end, "rb", buffering=0) as pipe:
+            data = b""
+            while b"chunk 2\n" not in data:  # the headers and two chunks, then leave
+                more = pipe.read(4096)
+                assert more, (data, process.stderr.read() if process.poll() is not None else "")
+                data += more
+            if how == "SIGTERM":
+                process.terminate()  # the read end stays open until the process is gone
+                _, err = process.communicate(timeout=30)
+        if how != "SIGTERM":
+            _, err = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(timeout=30)
+    assert data.startswith(b"Status: 200 OK\r\n")
+    marker = (tmp_path / "m").read_text()  # close() wrote it
+    assert marker.startswith("closed after "), marker
+    assert int(marker.split()[2]) < 600, marker
+    assert ("sigterm=True" in marker) == (how == "SIGTERM"), marker
+    assert err == b"", err.decode(errors="replace")
+    assert process.returncode == 0

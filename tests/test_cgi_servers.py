@@ -2,8 +2,11 @@
 
 The servers are configured with the snippets `gateways conf` prints, and the
 script is the one `gateways cgi-script` writes; each server starts once per
-module, with the application mounted at /app and at the root.
+module, with the application mounted at /app and at the root.  A client that
+leaves in the middle of a streamed response gets servers of its own.
 """
+
+import socket
 
 import pytest
 import requests
@@ -13,6 +16,7 @@ from gateways.confgen import render
 
 import webservers
 from behaviour import Front, FrontBehaviour, get_json
+from daemons import alive, wait_until
 
 pytestmark = pytest.mark.servers
 
@@ -108,6 +112,66 @@ def test_traceback_reaches_the_error_log(server, request):
     log = running.error_log_text() + running.output_text()
     assert "SECRET-MARKER" in log
     assert "Traceback" in log
+
+
+# -- a client that leaves half-way ---------------------------------------------------
+
+
+def _closing_server(server, directory, app_dir, python):
+    """``server`` running tests/apps/closing.py at /app, markers in ``directory``/markers."""
+    script = directory / "closing.cgi"
+    write_script(str(script), "closing:application", python, str(app_dir))
+    markers = webservers.worker_dir(directory / "markers")  # the CGI process (www-data) writes
+    body = render(server, "cgi", prefix="/app", script=str(script), app="closing:application",
+                  app_dir=str(app_dir), python=python)
+    if server == "apache":
+        body += '\nSetEnv CLOSING_MARKERS "%s"\n' % markers
+        return webservers.start_apache(body, modules=("cgid",), name="apache-closing"), markers
+    body = webservers.merge_lighttpd(
+        body, 'server.modules += ( "mod_setenv" )',
+        'setenv.add-environment = ( "CLOSING_MARKERS" => "%s" )' % markers)
+    return webservers.start_lighttpd(body, name="lighttpd-closing"), markers
+
+
+def _read_a_little_and_leave(server, path):
+    """GET ``path``, read the headers and two chunks of the body, then close the connection."""
+    with socket.create_connection(("127.0.0.1", server.port), timeout=30) as sock:
+        sock.sendall(b"GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+                     % path.encode())
+        data = b""
+        while b"chunk 2\n" not in data:
+            more = sock.recv(4096)
+            assert more, data
+            data += more
+    return data
+
+
+@pytest.mark.parametrize("server", ["apache", "lighttpd"])
+def test_client_leaving_mid_response_closes_the_iterable_quietly(server, server_python,
+                                                                 app_dir):
+    """Apache mod_cgid and lighttpd mod_cgi end the CGI process when the client goes:
+    the application's iterable is closed all the same (PEP 3333), and nothing about
+    it (no traceback, no BrokenPipeError) lands in the error log."""
+    directory = webservers.public_dir("gw-closing-")
+    try:
+        running, markers = _closing_server(server, directory, app_dir, server_python)
+        try:
+            data = _read_a_little_and_leave(running, "/app/slow?left")
+            assert data.startswith(b"HTTP/1.1 200 OK"), data
+            marker = markers / "left"
+            text = wait_until(lambda: marker.exists() and marker.read_text(), 20.0,
+                              what="close() never wrote %s" % marker)
+            assert text.startswith("closed after "), text
+            assert int(text.split()[2]) < 600, text  # cut short, not run to the end
+            pid = int(text.rsplit("pid=", 1)[1])
+            wait_until(lambda: not alive(pid), 10.0, what="the CGI process %d lives on" % pid)
+            log = running.error_log_text() + running.output_text()
+        finally:
+            running.stop()
+    finally:
+        webservers.shutil.rmtree(directory, ignore_errors=True)
+    for noise in ("Traceback", "BrokenPipeError", "Exception ignored"):
+        assert noise not in log, log
 
 
 # -- the shared-hosting variant: a .htaccess next to the script ----------------------

@@ -20,6 +20,7 @@ import pytest
 from gateways import doctor
 from gateways.cgiscript import write_script
 
+import daemons
 import webservers
 
 ROOT = webservers.www_data_ids() is not None
@@ -46,12 +47,12 @@ def fixes(output):
     return [line[len("fix: "):] for line in output.splitlines() if line.startswith("fix: ")]
 
 
-def apply_fixes(output):
+def apply_fixes(output, env=None):
     """Run every printed fix command, in order, with the shell."""
     commands = fixes(output)
     assert commands, output
     for command in commands:
-        subprocess.run(command, shell=True, check=True, cwd="/")
+        subprocess.run(command, shell=True, check=True, cwd="/", env=env, timeout=300)
     return commands
 
 
@@ -299,20 +300,98 @@ def test_application_not_importable(public, server_python, app_dir):
     assert "note: not run as a CGI request: fix the problems above first" in output
 
 
-def test_gateways_not_importable(good):
-    system = "/usr/bin/python3"
-    probe = subprocess.run([system, "-c", "import gateways"], cwd="/", capture_output=True,
-                           check=False)
-    if not os.path.exists(system) or probe.returncode == 0:
-        pytest.skip("needs a %s without gateways" % system)
-    text = open(good).read().replace(sys.executable, system, 1)
-    webservers.write_file(good, text, mode=0o755)
-    status, output = check(good)
+SYSTEM_PYTHON = "/usr/bin/python3"
+
+
+def _without_gateways(python):
+    """Skip unless ``python`` exists and cannot import gateways."""
+    probe = subprocess.run([python, "-c", "import gateways"], cwd="/", capture_output=True,
+                           check=False) if os.path.exists(python) else None
+    if probe is None or probe.returncode == 0:
+        pytest.skip("needs a %s without gateways" % python)
+
+
+def _externally_managed(python):
+    """PEP 668, asked of ``python`` itself: the marker in its stdlib directory, outside
+    a virtualenv."""
+    code = ("import os, sys, sysconfig; print(sys.prefix == sys.base_prefix and os.path.isfile("
+            "os.path.join(sysconfig.get_path('stdlib'), 'EXTERNALLY-MANAGED')))")
+    return subprocess.run([python, "-c", code], capture_output=True, text=True, check=True,
+                          timeout=60).stdout.strip() == "True"
+
+
+def _private_app(public, python):
+    """The probe application in a directory of its own, and a script for it run by
+    ``python``: (script, application directory)."""
+    code = public / "code"
+    webservers.write_file(code / "probe.py", (daemons.APPS / "probe.py").read_bytes())
+    code.chmod(0o755)
+    return write_script(str(public / "app.cgi"), "probe:application", python, str(code)), code
+
+
+def test_gateways_not_importable(public, pip_env):
+    """Debian 12's /usr/bin/python3 refuses pip install (PEP 668): the fix makes a
+    virtualenv that has gateways and points the shebang at it, and it works."""
+    system = SYSTEM_PYTHON
+    _without_gateways(system)
+    script, code = _private_app(public, system)
+    status, output = check(script)
+    assert status == 1
+    first = "%s cannot import gateways as %s (ModuleNotFoundError: No module named " \
+            "'gateways'); %s has it" % (system, USER, sys.executable)
+    if not _externally_managed(system):
+        assert problems(output) == [first]
+        assert fixes(output) == ["%s -m pip install gateways" % system]
+        return  # pip would install into the system's Python: not here
+    venv = code / "venv"
+    assert problems(output) == [
+        first + "; %s is externally managed (PEP 668): pip refuses to install into it, so "
+        "gateways goes into a virtualenv, %s, that sees the system's packages" % (system, venv)]
+    assert fixes(output) == [
+        "%s -m venv --system-site-packages %s && %s/bin/pip install gateways && "
+        "sed -i '1s|^#!.*|#!%s/bin/python3|' %s" % (system, venv, venv, venv, script)]
+    apply_fixes(output, pip_env)
+    assert open(script).readline() == "#!%s/bin/python3\n" % venv
+    assert_clean(script)
+
+
+def test_gateways_not_importable_in_a_virtualenv(public, pip_env):
+    """A virtualenv sees the stdlib, EXTERNALLY-MANAGED marker and all, of the Python
+    it was made from, but pip installs into it: the fix is pip."""
+    _without_gateways(SYSTEM_PYTHON)
+    venv = public / "venv"
+    subprocess.run([SYSTEM_PYTHON, "-m", "venv", str(venv)], check=True, timeout=300)
+    python = str(venv / "bin" / "python3")
+    script, _ = _private_app(public, python)
+    status, output = check(script)
     assert status == 1
     assert problems(output) == [
         "%s cannot import gateways as %s (ModuleNotFoundError: No module named 'gateways'); "
-        "%s has it" % (system, USER, sys.executable)]
-    assert fixes(output) == ["%s -m pip install gateways" % system]
+        "%s has it" % (python, USER, sys.executable)]
+    assert apply_fixes(output, pip_env) == ["%s -m pip install gateways" % python]
+    assert_clean(script)
+
+
+def test_application_raises_at_import(public, server_python):
+    """Not "install the application": the application is there and its code fails, so
+    the fix is its traceback, from the import run by hand as the web server would."""
+    webservers.write_file(public / "raising.py", "import os\n\n"
+                          "raise ValueError('no DATABASE_URL in the environment')\n")
+    script = write_script(str(public / "app.cgi"), "raising:application", server_python,
+                          str(public))
+    status, output = check(script)
+    assert status == 1
+    assert problems(output) == [
+        "%s as %s: cannot load application 'raising:application': importing 'raising' "
+        "raised ValueError: no DATABASE_URL in the environment" % (server_python, USER)]
+    [fix] = fixes(output)
+    assert fix.startswith("run the import by hand and read the traceback: cd %s && " % public)
+    assert "install" not in fix
+    rerun = subprocess.run(fix.split(": ", 1)[1], shell=True, capture_output=True, text=True,
+                           timeout=60, check=False)
+    assert rerun.returncode == 1
+    assert 'File "%s", line 3, in <module>' % (public / "raising.py") in rerun.stderr
+    assert "ValueError: no DATABASE_URL in the environment" in rerun.stderr
 
 
 def test_output_without_headers(public):

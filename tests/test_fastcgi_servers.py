@@ -30,6 +30,7 @@ import http.client
 import json
 import os
 import signal
+import subprocess
 import time
 from pathlib import Path
 
@@ -463,3 +464,93 @@ def test_spawned_gateways_logs_where_the_snippet_says(name, where, request):
         front.server.error_log_text(), front.server.output_text())
     if where == "output_text":
         assert "FastCGI ready" not in front.server.error_log_text()
+
+
+# -- where a start-up error under bin-path is told ----------------------------------------
+
+BROKEN_APP = "no_such_module:app"
+BROKEN_REASON = ("ERROR: cannot load application 'no_such_module:app': no module named "
+                 "'no_such_module' on the Python path (is --app-dir right?)\n")
+LOG_LINE = '# "bin-environment" => ( "GATEWAYS_LOG_FILE" => "/var/log/lighttpd/' \
+           'no_such_module-fastcgi.log" ),'
+
+
+def _start_daemonized_lighttpd(body, root):
+    """lighttpd as /etc/init.d/lighttpd starts it: without -D it forks, the parent
+    exits, the daemon's stderr is what lighttpd makes of it.  Its pid (pid file)."""
+    for sub in ("htdocs", "logs", "run", "tmp"):
+        webservers.worker_dir(root / sub)
+    conf = webservers.write_file(root / "lighttpd.conf", webservers.fill(
+        webservers.lighttpd_config(body), root, webservers.free_port()))
+    with open(root / "logs" / "stderr.log", "wb") as output:
+        subprocess.run([webservers.require("lighttpd"), "-f", str(conf)], cwd=root,
+                       env=webservers.BASE_ENV, stdin=subprocess.DEVNULL, stdout=output,
+                       stderr=subprocess.STDOUT, timeout=30, check=True)
+    pid_file = root / "run" / "lighttpd.pid"
+    return int(wait_until(lambda: pid_file.exists() and pid_file.read_text().strip(), 10.0,
+                          what="no %s" % pid_file))
+
+
+def _stop_daemonized_lighttpd(pid):
+    os.kill(pid, signal.SIGTERM)
+    if not wait_until(lambda: not alive(pid), 10.0):
+        os.kill(pid, signal.SIGKILL)
+    for member in webservers.group_members(pid):  # the daemon leads its own session
+        os.kill(member, signal.SIGKILL)
+
+
+@pytest.mark.parametrize("where", ["stderr", "breakagelog", "bin-environment", "--log-file",
+                                   "daemonized"])
+def test_bin_path_start_up_error_is_where_the_snippet_says(where, app_dir, server_python):
+    """The snippet's comment and README: server.errorlog has only "child exited: 2"; the
+    line that says why the application does not load is in lighttpd's stderr (the
+    journal under systemd, which runs lighttpd -D), in server.breakagelog when set, in
+    the file GATEWAYS_LOG_FILE or --log-file names, and nowhere when lighttpd daemonizes."""
+    body = render("lighttpd", "fastcgi-spawn", app=BROKEN_APP, app_dir=str(app_dir),
+                  prefix="/app", bind="unix:/ROOT/sockets/app.sock", python=server_python,
+                  processes=1, threads=2)
+    assert LOG_LINE in body  # the snippet offers it, commented out
+    root = webservers.public_dir("gw-lighttpd-broken-")
+    try:
+        told, promised = _run_broken(where, body.replace("/ROOT/", str(root) + "/"), root)
+    finally:
+        webservers.shutil.rmtree(root, ignore_errors=True)
+    if promised is not None:
+        assert told.pop(promised) >= 1, told
+    assert not any(told.values()), told  # and nowhere else
+
+
+def _run_broken(where, body, root):
+    """Run lighttpd with ``body`` in ``root`` until the broken application has been
+    started and has failed: ({log file name: how often the reason is in it}, the
+    name of the file the snippet promises it in, or None)."""
+    webservers.worker_dir(root / "sockets")  # lighttpd's user makes the socket
+    log_file = webservers.worker_dir(root / "applog") / "gateways.log"  # and the log file
+    if where == "breakagelog":
+        body += '\nserver.breakagelog = "%s"\n' % log_file
+    elif where == "bin-environment":
+        body = uncomment(body, LOG_LINE[2:]).replace(
+            "/var/log/lighttpd/no_such_module-fastcgi.log", str(log_file))
+    elif where == "--log-file":
+        body = body.replace(" --threads 2\"", " --threads 2 --log-file %s\"" % log_file)
+        assert str(log_file) in body
+    promised = {"stderr": root / "logs" / "stderr.log", "daemonized": None}.get(
+        where, log_file)
+    server = pid = None
+    try:
+        if where == "daemonized":
+            pid = _start_daemonized_lighttpd(body, root)
+        else:
+            server = webservers.start_lighttpd(body, root=root, name="lighttpd-broken")
+        Log(root / "logs" / "error.log").wait_for("child exited: 2", 15.0)
+        if promised is not None:
+            Log(promised).wait_for(BROKEN_REASON, 15.0)
+    finally:
+        if server is not None:
+            server.stop()
+        if pid is not None:
+            _stop_daemonized_lighttpd(pid)
+    told = {path.name: path.read_text(errors="replace").count(BROKEN_REASON)
+            for path in (root / "logs" / "error.log", root / "logs" / "stderr.log", log_file)
+            if path.exists()}
+    return told, promised and promised.name

@@ -147,3 +147,33 @@ def test_cli_debug_adds_traceback(appdir):
                            "--app-dir", str(appdir)], capture_output=True, text=True, timeout=30)
     assert proc.returncode == 2
     assert "Traceback" in proc.stderr
+
+
+@pytest.mark.parametrize(("command", "spec"), [("serve", "myapp"), ("cgi", "myapp:application")])
+def test_a_directory_named_like_the_module(command, spec, tmp_path):
+    """The project directory /srv/x/myapp holds myapp.py, and gateways runs from /srv/x:
+    ``import myapp`` finds the directory (a namespace package), not the module."""
+    project = tmp_path / "myapp"
+    project.mkdir()
+    (project / "myapp.py").write_text(APP_SOURCE)
+    env = {"PATH": "/usr/bin:/bin"}
+    proc = subprocess.run([sys.executable, "-m", "gateways", command, spec], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=30, env=env,
+                          stdin=subprocess.DEVNULL)
+    assert (proc.returncode, proc.stdout) == (2, ""), proc.stderr
+    name = ":application" if ":" in spec else ""
+    assert proc.stderr == (
+        "gateways: error: cannot load application %r: 'myapp' is the directory %s, imported "
+        "as a namespace package (no __init__.py), not the application's module: give "
+        "--app-dir %s (where myapp.py is), or name the file: %s%s\n"
+        % (spec, project, project, project / "myapp.py", name))
+    # Both ways out work: a CGI request through each.
+    cgi_env = dict(env, GATEWAY_INTERFACE="CGI/1.1", REQUEST_METHOD="GET", SERVER_NAME="t",
+                   SERVER_PORT="80", SERVER_PROTOCOL="HTTP/1.1", QUERY_STRING="")
+    for args in ([spec, "--app-dir", str(project)], ["%s%s" % (project / "myapp.py", name)]):
+        proc = subprocess.run([sys.executable, "-m", "gateways", "cgi", *args], cwd=tmp_path,
+                              capture_output=True, timeout=30, env=cgi_env,
+                              stdin=subprocess.DEVNULL)
+        assert proc.returncode == 0, proc.stderr
+        assert proc.stdout.startswith(b"Status: 200 OK\r\n")
+        assert proc.stdout.endswith(b"\r\n\r\napplication")
