@@ -178,21 +178,25 @@ def run(app, *, debug=None, script_name=None, iis=False, stdin=None, stdout=None
     if environ is None:
         environ = os.environb if hasattr(os, "environb") else os.environ
     env = decode_environ(environ)
-    if script_name is None:
-        script_name = env.get("GATEWAYS_SCRIPT_NAME") or None
     stdin = stdin if stdin is not None else sys.stdin.buffer
     stdout = stdout if stdout is not None else sys.stdout.buffer
     errors = stderr if stderr is not None else sys.stderr
     transport = StdoutTransport(stdout)
-    if debug is None and env.get("GATEWAYS_DEBUG"):
-        from gateways.errors import ConfigError
+    if any(key.startswith("GATEWAYS_") for key in env):
+        # Options a web server set (SetEnv, setenv.add-environment): read and
+        # checked by the settings table, imported only when there are some.
+        from gateways.errors import ConfigError, report
+        from gateways.settings import resolve
 
         try:
-            debug = debug_from_env(env)
+            config = resolve("cgi", {}, env)
         except ConfigError as exc:  # one line to the error log, a plain 500
-            errors.write("gateways: error: %s\n" % exc)
+            report(exc, stream=errors)
             _answer(transport, NO_APPLICATION)
             return 1
+        debug = config.debug if debug is None else debug
+        script_name = config.script_name if script_name is None else script_name
+        iis = iis or config.iis
 
     length, ok = _content_length(env)
     if not ok:

@@ -66,7 +66,7 @@ def build_parser():
     import argparse
 
     from gateways._version import __version__
-    from gateways.settings import for_command
+    from gateways.settings import COMMANDS, for_command
 
     parser = argparse.ArgumentParser(
         prog=PROG,
@@ -86,15 +86,24 @@ def build_parser():
         "socket, standalone otherwise",
         "fastcgi": "serve FastCGI: a daemon on --bind, or spawned by a web server",
         "scgi": "serve SCGI on --bind",
+        "conf": "print a web-server config snippet for a gateway",
     }
-    parsers = {}
-    for command in ("serve", "cgi", "run", "fastcgi", "scgi"):
-        p = parsers[command] = sub.add_parser(command, help=helps[command],
-                                              description=helps[command])
+    from gateways.tools.confgen import add_arguments as conf_arguments
+    from gateways.tools.confgen import pairs_help
+
+    for command in COMMANDS:
+        if command == "conf":
+            p = sub.add_parser(command, help=helps[command],
+                               description="Print a config snippet for SERVER that sets up "
+                               "GATEWAY,\nfilled with the values given.", epilog=pairs_help(),
+                               formatter_class=argparse.RawDescriptionHelpFormatter)
+            conf_arguments(p)
+        else:
+            p = sub.add_parser(command, help=helps[command], description=helps[command])
         if command == "serve":
             p.add_argument("app", nargs="?", default="gateways.demo:app", metavar="APP",
                            help="the WSGI application (default: the demo application)")
-        else:
+        elif command != "conf":
             p.add_argument("app", metavar="APP",
                            help="the WSGI application: module:name, module, file.py[:name], "
                            "file.wsgi or module:factory()")
@@ -115,15 +124,6 @@ def build_parser():
             else:
                 group.add_argument(setting.flag, dest=setting.name, metavar=setting.metavar,
                                    default=None, help=help_text)
-
-    from gateways.confgen import add_arguments as conf_arguments
-    from gateways.confgen import pairs_help
-
-    p = sub.add_parser("conf", help="print a web-server config snippet for a gateway",
-                       description="Print a config snippet for SERVER that sets up GATEWAY,\n"
-                       "filled with the values given.",
-                       epilog=pairs_help(), formatter_class=argparse.RawDescriptionHelpFormatter)
-    conf_arguments(p)
 
     p = sub.add_parser("cgi-script", help="write a cgi-bin script that serves APP",
                        description="Write FILE, a cgi-bin script that serves APP: an absolute "
@@ -149,7 +149,7 @@ def build_parser():
                        "real request. Prints each problem with the shell command that fixes "
                        "it. Exit status: 0 no problem, 1 problems found, 2 nothing could be "
                        "checked.")
-    from gateways.doctor import add_arguments as check_arguments
+    from gateways.tools.doctor import add_arguments as check_arguments
 
     check_arguments(p)
 
@@ -163,15 +163,15 @@ def _run_command(args):
     given = dict(vars(args))
     command = given.pop("command")
     if command == "conf":
-        from gateways.confgen import run_cli
+        from gateways.tools.confgen import run_cli
 
         return run_cli(args)
     if command == "cgi-script":
-        from gateways.cgiscript import write_script_cli
+        from gateways.tools.cgiscript import write_script_cli
 
         return write_script_cli(args)
     if command == "check":
-        from gateways.doctor import check_cli
+        from gateways.tools.doctor import check_cli
 
         return check_cli(args)
     if command == "cgi":

@@ -10,14 +10,16 @@ the exit status back.  No traceback unless debug mode asks for one.
 HTTP refusals (400, 413, 500 pages a gateway answers by itself) are values
 too: :class:`gateways.response.Refusal`.
 
-This module imports nothing: every layer may use it.
+This module imports nothing beyond ``sys`` (it is on the CGI path, which pays
+for every import): every layer may use it.  Its annotations are strings.
 """
-
-from __future__ import annotations
 
 import sys
 
 PROG = "gateways"
+TYPE_CHECKING = False  # mypy reads the imports below; the interpreter never does
+if TYPE_CHECKING:
+    from typing import TextIO
 
 
 class OperatorError(Exception):
@@ -25,7 +27,7 @@ class OperatorError(Exception):
 
     status = 2
 
-    def __init__(self, message: str, status: int | None = None) -> None:
+    def __init__(self, message: str, status: "int | None" = None) -> None:
         super().__init__(message)
         if status is not None:
             self.status = status
@@ -90,15 +92,19 @@ def traceback_text(exc: BaseException) -> str:
     return "".join(lines)
 
 
-def report(error: OperatorError, debug: bool = False) -> int:
-    """Write ``gateways: error: MESSAGE`` to stderr (one line; in debug mode the
-    traceback of what caused it first) and return the exit status."""
-    if stderr_open():
-        try:
-            if debug and (error.__cause__ is not None or error.__context__ is not None):
-                sys.stderr.write(traceback_text(error))
-            sys.stderr.write("%s: error: %s\n" % (PROG, error))
-            sys.stderr.flush()
-        except (OSError, ValueError):
-            pass
+def report(error: OperatorError, debug: bool = False, stream: "TextIO | None" = None) -> int:
+    """Write ``gateways: error: MESSAGE`` to ``stream`` (default: stderr, when it is
+    open), one line, in debug mode after the traceback of what caused it, and
+    return the exit status."""
+    if stream is None:
+        if not stderr_open():
+            return error.status
+        stream = sys.stderr
+    try:
+        if debug and (error.__cause__ is not None or error.__context__ is not None):
+            stream.write(traceback_text(error))
+        stream.write("%s: error: %s\n" % (PROG, error))
+        stream.flush()
+    except (OSError, ValueError):
+        pass
     return error.status

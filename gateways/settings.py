@@ -21,9 +21,9 @@ import os
 from gateways.address import parse_bind
 from gateways.errors import ConfigError
 
-COMMANDS = ("serve", "cgi", "run", "fastcgi", "scgi")
+APP_COMMANDS = ("serve", "cgi", "run", "fastcgi", "scgi")
+COMMANDS = APP_COMMANDS + ("conf",)
 DAEMONS = ("fastcgi", "scgi")
-APP_COMMANDS = COMMANDS
 
 
 class Setting:
@@ -176,9 +176,26 @@ def _cpus():
 # -- the table ----------------------------------------------------------------
 
 SETTINGS = (
-    Setting("app_dir", "--app-dir", APP_COMMANDS, text_value, None, "DIR",
-            "Directory put first on sys.path before APP is imported "
-            "(default: the current directory)."),
+    Setting("app", "--app", ("conf",), text_value, "myapp:application", "APP",
+            "The WSGI application the snippet serves.", section="Snippet"),
+    Setting("app_dir", "--app-dir", COMMANDS, text_value, {"conf": "/srv/myapp"}, "DIR",
+            {"*": "Directory put first on sys.path before APP is imported "
+                  "(default: the current directory).",
+             "conf": "Directory of the application's code."}),
+    Setting("prefix", "--prefix", ("conf",), text_value, "/app", "PREFIX",
+            "Mount point of the application; '/' for the root.", section="Snippet"),
+    Setting("python", "--python", ("conf",), text_value, "/srv/myapp/venv/bin/python3", "PATH",
+            "Interpreter that can import gateways and the application; the gateways "
+            "command next to it runs the daemons.", section="Snippet"),
+    Setting("user", "--user", ("conf",), text_value, "www-data", "USER",
+            "The user the application runs as: systemd's User=; for CGI and mod_fcgid the "
+            "web server's, for 'gateways check --user'.", section="Snippet"),
+    Setting("script", "--script", ("conf",), text_value, "/usr/lib/cgi-bin/myapp.cgi", "PATH",
+            "CGI and mod_fcgid: the path of the script ('gateways cgi-script' writes it).",
+            section="Snippet"),
+    Setting("backends", "--backends", ("conf",), text_value, "127.0.0.1:9001,127.0.0.1:9002",
+            "LIST", "Balancer snippets: comma-separated HOST:PORT of the daemons.",
+            section="Snippet"),
     Setting("script_name", "--script-name", APP_COMMANDS, text_value, None, "PREFIX",
             "Mount point of the application: SCRIPT_NAME is PREFIX and PATH_INFO the rest "
             "of the request path, whatever the front end says. '/' mounts at the root. "
@@ -192,31 +209,36 @@ SETTINGS = (
                       "errors."}),
     Setting("iis", "--iis", ("cgi", "run"), flag_value, False, None,
             "Undo IIS's CGI quirk of repeating SCRIPT_NAME at the start of PATH_INFO."),
-    Setting("bind", "--bind", ("serve",) + DAEMONS, bind_value,
+    Setting("bind", "--bind", ("serve",) + DAEMONS + ("conf",), bind_value,
             {"serve": "127.0.0.1:8000"}, "ADDRESS",
             {"*": "Where to listen: unix:PATH, HOST:PORT, [IPv6]:PORT or fd:N. FastCGI and "
                   "SCGI default: the sockets systemd passes (LISTEN_FDS), else the listening "
                   "socket a web server passes as fd 0 (lighttpd bin-path, mod_fcgid, "
                   "spawn-fcgi).",
-             "serve": "Where to listen: HOST:PORT or [IPv6]:PORT (TCP only)."},
+             "serve": "Where to listen: HOST:PORT or [IPv6]:PORT (TCP only).",
+             "conf": "The daemon's socket: unix:PATH or HOST:PORT (default: a socket under "
+                     "/run/ named after the application, or 127.0.0.1:8000 for the proxy "
+                     "snippets)."},
             section="Listening"),
     Setting("socket_mode", "--socket-mode", DAEMONS, file_mode, 0o660, "MODE",
             "Permissions of a unix socket (octal). Never writable by all.",
             section="Listening"),
-    Setting("socket_group", "--socket-group", DAEMONS, text_value, None, "GROUP",
-            "Group of a unix socket, e.g. www-data so the web server can connect.",
+    Setting("socket_group", "--socket-group", DAEMONS + ("conf",), text_value,
+            {"conf": "www-data"}, "GROUP",
+            {"*": "Group of a unix socket, e.g. www-data so the web server can connect.",
+             "conf": "Group of the daemon's unix socket: the web server's."},
             section="Listening"),
     Setting("socket_owner", "--socket-owner", DAEMONS, text_value, None, "USER",
             "Owner of a unix socket (needs root).", section="Listening"),
     Setting("backlog", "--backlog", DAEMONS, count(1), 1024, "N",
             "Length of the listen queue.", section="Listening"),
-    Setting("processes", "--processes", ("serve",) + DAEMONS, count(1),
-            {"serve": 1, "fastcgi": _cpus(), "scgi": _cpus()}, "N",
+    Setting("processes", "--processes", ("serve",) + DAEMONS + ("conf",), count(1),
+            {"serve": 1, "fastcgi": _cpus(), "scgi": _cpus(), "conf": 2}, "N",
             {"*": "Worker processes, supervised by a master process.",
              "serve": "Processes: werkzeug forks one per request, up to N (instead of "
                       "threads)."}, section="Workers"),
-    Setting("threads", "--threads", ("serve",) + DAEMONS, count(1),
-            {"serve": 8, "fastcgi": 8, "scgi": 8}, "N",
+    Setting("threads", "--threads", ("serve",) + DAEMONS + ("conf",), count(1),
+            {"serve": 8, "fastcgi": 8, "scgi": 8, "conf": 8}, "N",
             {"*": "Threads per worker process. One thread serves while the application "
                   "answers quickly; more take connections as requests block.",
              "serve": "Any N > 1 runs werkzeug threaded (a thread per request)."},
@@ -326,8 +348,8 @@ def resolve(command, given, environ=None):
             values[setting.name] = setting.convert(raw)
         except ConfigError as exc:
             raise ConfigError("%s: %s%s" % (setting.flag, exc, source)) from None
-    for key, value in given.items():
-        if key not in values and key not in BY_NAME:
+    for key, value in given.items():  # APP and other arguments that are not settings
+        if key not in values and (key == "app" or key not in BY_NAME):
             values[key] = value
     return Config(command, values)
 

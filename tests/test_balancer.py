@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from gateways.confgen import render, split_nginx
+from gateways.tools.confgen import render, split_nginx
 
 import webservers
 from behaviour import Front, FrontBehaviour, get_json

@@ -224,7 +224,7 @@ def test_iterable_closed_and_quiet_when_the_server_ends_the_request(how, tmp_pat
     """What Apache mod_cgid and lighttpd mod_cgi do when the client goes away: close the
     pipe the script writes to (the next write fails with EPIPE), or send SIGTERM.  The
     application's close() runs, and stderr (the error log) stays empty."""
-    from gateways.cgiscript import write_script
+    from gateways.tools.cgiscript import write_script
 
     script = write_script(str(tmp_path / "closing.cgi"), "closing:application", sys.executable,
                           str(APPS))

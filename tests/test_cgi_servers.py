@@ -11,8 +11,8 @@ import socket
 import pytest
 import requests
 
-from gateways.cgiscript import write_script
-from gateways.confgen import render
+from gateways.tools.cgiscript import write_script
+from gateways.tools.confgen import render
 
 import webservers
 from behaviour import Front, FrontBehaviour, get_json

@@ -14,7 +14,7 @@ import sys
 import pytest
 import requests
 
-from gateways.confgen import render
+from gateways.tools.confgen import render
 
 import webservers
 from daemons import APPS, Daemon, gateways_argv

@@ -13,7 +13,7 @@ import subprocess
 
 import pytest
 
-from gateways.confgen import SNIPPETS
+from gateways.tools.confgen import SNIPPETS
 
 from daemons import gateways_argv
 

@@ -22,9 +22,9 @@ import pytest
 import requests
 from test_engine import Daemon, ipv6_loopback, output_lines, raw_request
 
-from gateways.confgen import render
 from gateways.fd0 import listening_socket
 from gateways.launcher import CGI, FASTCGI, STANDALONE, detect
+from gateways.tools.confgen import render
 
 import webservers
 from daemons import APPS, WAIT, accepting, clean_environ, gateways_argv, wait_until

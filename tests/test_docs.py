@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from gateways.cli import build_parser
-from gateways.confgen import SNIPPETS, render, sample_files
+from gateways.tools.confgen import SNIPPETS, render, sample_files
 
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.rst").read_text(encoding="utf-8")

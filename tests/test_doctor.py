@@ -17,8 +17,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from gateways import doctor
-from gateways.cgiscript import write_script
+from gateways.tools import doctor
+from gateways.tools.cgiscript import write_script
 
 import daemons
 import webservers
@@ -561,6 +561,6 @@ def test_nph_scripts_may_start_with_a_status_line():
 
 
 def test_doctor_does_not_import_cgi_or_cgitb():
-    code = ("import sys, gateways.doctor, gateways.cli; "
+    code = ("import sys, gateways.tools.doctor, gateways.cli; "
             "sys.exit(bool({'cgi', 'cgitb'} & set(sys.modules)))")
     assert subprocess.run([sys.executable, "-c", code], cwd="/", check=False).returncode == 0

@@ -37,9 +37,9 @@ from pathlib import Path
 import pytest
 import requests
 
-from gateways.cgiscript import write_script
-from gateways.confgen import render, split_nginx, values_for
 from gateways.settings import ConfigError
+from gateways.tools.cgiscript import write_script
+from gateways.tools.confgen import render, split_nginx, values_for
 
 import webservers
 from behaviour import TIMEOUT, Front, FrontBehaviour, front_from_table, get_json

@@ -25,7 +25,7 @@ import time
 import pytest
 import requests
 
-from gateways.confgen import render, split_nginx
+from gateways.tools.confgen import render, split_nginx
 
 import webservers
 from behaviour import TIMEOUT, FrontBehaviour, front_from_table, get_json

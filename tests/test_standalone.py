@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from gateways.confgen import render, split_nginx
+from gateways.tools.confgen import render, split_nginx
 
 import webservers
 from behaviour import Front, FrontBehaviour, get_json

@@ -20,7 +20,7 @@ import time
 
 import pytest
 
-from gateways.confgen import render
+from gateways.tools.confgen import render
 
 import fcgi_client
 

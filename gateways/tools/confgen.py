@@ -1,6 +1,6 @@
 """Web-server config snippets: ``gateways conf SERVER GATEWAY``.
 
-Every snippet is a template under ``gateways/conf_templates/SERVER/``, filled
+Every snippet is a template under ``gateways/tools/conf_templates/SERVER/``, filled
 from a handful of values (the application, the mount point, the socket, the
 interpreter...).  The daemon command lines inside the snippets are built
 from the settings table (:mod:`gateways.settings`), so a snippet never names
@@ -30,7 +30,8 @@ import re
 import shlex
 import sys
 
-from gateways.settings import BY_NAME, ConfigError
+from gateways.errors import ConfigError
+from gateways.settings import BY_NAME, resolve
 
 TEMPLATES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "conf_templates")
 
@@ -63,20 +64,12 @@ SNIPPETS = {
 PROTOCOL = {"fastcgi": "fastcgi", "fastcgi-spawn": "fastcgi", "fcgid": "fastcgi",
             "balancer": "fastcgi", "scgi": "scgi", "socket": "fastcgi", "service": "fastcgi"}
 
-# The values the committed files under conf/ are rendered with.
-SAMPLE = {
-    "app": "myapp:application",
-    "app_dir": "/srv/myapp",
-    "prefix": "/app",
-    "python": "/srv/myapp/venv/bin/python3",
-    "bind": None,  # per gateway, see default_bind()
-    "processes": 2,
-    "threads": 8,
-    "socket_group": "www-data",
-    "user": "www-data",
-    "script": "/usr/lib/cgi-bin/myapp.cgi",
-    "backends": "127.0.0.1:9001,127.0.0.1:9002",
-}
+# The values the committed files under conf/ are rendered with: the defaults
+# of the settings table for "conf" (``bind`` depends on the gateway:
+# default_bind()).
+VALUES = ("app", "app_dir", "prefix", "bind", "python", "processes", "threads",
+          "socket_group", "user", "script", "backends")
+SAMPLE = {name: BY_NAME[name].default_for("conf") for name in VALUES}
 
 NGINX_SPLIT = "# --- inside your server { } block ---"
 
@@ -184,15 +177,10 @@ def values_for(server, gateway, **given):
     if (server, gateway) not in SNIPPETS:
         raise ConfigError("no snippet for %s %s (choose from: %s)" % (
             server, gateway, ", ".join("%s %s" % key for key in sorted(SNIPPETS))))
-    values = dict(SAMPLE)
-    values["bind"] = default_bind(gateway)
-    values.update({k: v for k, v in given.items() if v is not None})
-    for name in ("processes", "threads"):  # checked as the daemon will check them
-        setting = BY_NAME[name]
-        try:
-            values[name] = setting.convert(values[name])
-        except ConfigError as exc:
-            raise ConfigError("%s: %s" % (setting.flag, exc)) from None
+    config = resolve("conf", {k: v for k, v in given.items() if k in VALUES}, environ={})
+    values = {name: getattr(config, name) for name in VALUES}
+    if values["bind"] is None:
+        values["bind"] = default_bind(gateway)
     values["prefix"] = _mount(values["prefix"])
     prefix = values["prefix"]
     flags = {"prefix" if prefix else "root"}
@@ -330,7 +318,8 @@ def pairs_help(width=79):
 
 
 def add_arguments(parser):
-    """The arguments of ``gateways conf``."""
+    """The arguments of ``gateways conf`` that are not settings (those come from the
+    settings table, as for every command)."""
     servers = sorted({s for s, _ in SNIPPETS})
     gateways = sorted({g for _, g in SNIPPETS})
     parser.add_argument("server", metavar="SERVER", choices=servers, nargs="?",
@@ -341,47 +330,20 @@ def add_arguments(parser):
     parser.add_argument("--list", action="store_true",
                         help="print the valid SERVER GATEWAY pairs, one per line (those of "
                         "SERVER when it is given), and nothing else")
-    parser.add_argument("--app", help="the WSGI application (default: %s)" % SAMPLE["app"])
-    parser.add_argument("--app-dir", help="directory of the application's code "
-                        "(default: %s)" % SAMPLE["app_dir"])
-    parser.add_argument("--prefix", help="mount point, '/' for the root "
-                        "(default: %s)" % SAMPLE["prefix"])
-    parser.add_argument("--bind", help="the gateway's socket: unix:PATH or HOST:PORT")
-    parser.add_argument("--python", help="interpreter that can import gateways and the "
-                        "application (default: %s)" % SAMPLE["python"])
-    parser.add_argument("--processes", help="worker processes (default: %d)"
-                        % SAMPLE["processes"])
-    parser.add_argument("--threads", help="threads per process (default: %d)"
-                        % SAMPLE["threads"])
-    parser.add_argument("--socket-group", help="group of the unix socket, the web server's "
-                        "(default: %s)" % SAMPLE["socket_group"])
-    parser.add_argument("--user", help="the user the application runs as: systemd's "
-                        "User=; for CGI and mod_fcgid the web server's, for 'gateways check "
-                        "--user' (default: %s)" % SAMPLE["user"])
-    parser.add_argument("--script", help="CGI: path of the cgi-bin script "
-                        "(default: %s)" % SAMPLE["script"])
-    parser.add_argument("--backends", help="balancer: comma-separated HOST:PORT of the "
-                        "FastCGI daemons (default: %s)" % SAMPLE["backends"])
 
 
 def run_cli(args):
-    """``gateways conf``: print the snippet (``--list``: the pairs); exit 2 with one line
-    on a bad value."""
+    """``gateways conf``: print the snippet (``--list``: the pairs); a bad value raises
+    :class:`gateways.errors.ConfigError`."""
     if args.list:
         sys.stdout.write("".join("%s %s\n" % pair for pair in sorted(SNIPPETS)
                                  if args.server in (None, pair[0])
                                  and args.gateway in (None, pair[1])))
         return 0
     if args.server is None or args.gateway is None:
-        sys.stderr.write("gateways: error: conf needs SERVER and GATEWAY (gateways conf "
-                         "--list prints the valid pairs)\n")
-        return 2
-    given = {k: getattr(args, k) for k in ("app", "app_dir", "prefix", "bind", "python",
-                                           "processes", "threads", "socket_group", "user",
-                                           "script", "backends")}
-    try:
-        sys.stdout.write(render(args.server, args.gateway, **given))
-    except ConfigError as exc:
-        sys.stderr.write("gateways: error: %s\n" % exc)
-        return 2
+        raise ConfigError("conf needs SERVER and GATEWAY (gateways conf --list prints the "
+                          "valid pairs)")
+    config = resolve("conf", {name: getattr(args, name) for name in VALUES})
+    sys.stdout.write(render(args.server, args.gateway,
+                            **{name: getattr(config, name) for name in VALUES}))
     return 0

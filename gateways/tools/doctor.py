@@ -44,6 +44,8 @@ import sys
 import time
 from collections import namedtuple
 
+from gateways.errors import OperatorError
+
 WEB_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 TIMEOUT = 10.0  # seconds each program may run
 LIMIT = 65536  # bytes kept of each output
@@ -58,7 +60,7 @@ def problem(message, fix):
     return Finding("problem", message, fix)
 
 
-class UsageError(Exception):
+class UsageError(OperatorError):
     """Nothing can be checked (no such file, no such user): exit status 2."""
 
 
@@ -583,11 +585,7 @@ def add_arguments(parser):
 def check_cli(args):
     """``gateways check FILE``: print the findings; 0 clean, 1 problems, 2 usage error."""
     user = args.user or default_user()
-    try:
-        findings = diagnose(args.path, user, getattr(args, "timeout", None))
-    except UsageError as exc:
-        sys.stderr.write("gateways: error: %s\n" % exc)
-        return 2
+    findings = diagnose(args.path, user, getattr(args, "timeout", None))
     lines = []
     for finding in findings:
         lines.append("%s: %s" % finding[:2])

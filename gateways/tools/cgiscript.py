@@ -19,6 +19,8 @@ refused with one line, and no file is written.
 import os
 import sys
 
+from gateways.errors import OperatorError
+
 TEMPLATE = '''#!{python}
 # Serves {app}: as CGI in cgi-bin, as FastCGI when a web server spawns it
 # (lighttpd bin-path, mod_fcgid), and on http://127.0.0.1:8000/ from a terminal.
@@ -59,7 +61,7 @@ def _load_here(app, app_dir, script_dir):
 
 def _load_there(app, python, app_dir, path):
     """Load ``app`` with the interpreter ``python`` (a subprocess): one line on failure."""
-    from gateways import doctor
+    from gateways.tools import doctor
 
     script_dir = os.path.dirname(path)
     if not os.path.isfile(python) or not os.access(python, os.X_OK):
@@ -121,7 +123,6 @@ def write_script_cli(args):
         path = write_script(args.output, args.app, args.python, args.app_dir, args.force,
                             check=True)
     except (OSError, ValueError) as exc:
-        sys.stderr.write("gateways: error: %s\n" % exc)
-        return 2
+        raise OperatorError(str(exc)) from None
     sys.stdout.write("wrote %s\n" % path)
     return 0
