@@ -58,6 +58,7 @@ class StdoutTransport:
     ``gone`` once a write failed (the web server closed its end)."""
 
     __slots__ = ("out", "gone")
+    status_prefix = "Status: "  # RFC 3875 §6.3.3
 
     def __init__(self, out):
         self.out = out

@@ -7,6 +7,7 @@ Sub-commands::
     gateways run APP            CGI, FastCGI or standalone, as the environment says
     gateways fastcgi APP        FastCGI daemon or web-server-spawned responder
     gateways scgi APP           SCGI daemon
+    gateways uwsgi APP          uwsgi daemon (what nginx uwsgi_pass speaks)
     gateways conf SERVER GATEWAY     print a web-server config snippet (--list: the pairs)
     gateways cgi-script APP -o FILE  write a cgi-bin script
     gateways check FILE              diagnose a cgi-bin script
@@ -86,6 +87,8 @@ def build_parser():
         "socket, standalone otherwise",
         "fastcgi": "serve FastCGI: a daemon on --bind, or spawned by a web server",
         "scgi": "serve SCGI on --bind",
+        "uwsgi": "serve the uwsgi protocol on --bind (nginx uwsgi_pass, Apache "
+        "mod_proxy_uwsgi, lighttpd)",
         "conf": "print a web-server config snippet for a gateway",
     }
     from gateways.tools.confgen import add_arguments as conf_arguments
@@ -187,8 +190,10 @@ def _run_command(args):
         return serve_config(config)
     if command == "fastcgi":
         from gateways.server.fastcgi import FastCGIHandler as handler
-    else:
+    elif command == "scgi":
         from gateways.server.scgi import SCGIHandler as handler
+    else:
+        from gateways.server.uwsgi import UWSGIHandler as handler
     from gateways.server.main import run_server
 
     return run_server(handler, config.app, config)

@@ -15,7 +15,8 @@ Every gateway hands this module the CGI meta-variables it received (RFC 3875
   ``SCRIPT_NAME``).  An explicit mount point (``--script-name``) overrides what
   the front end says, for fronts that get it wrong (Apache mod_proxy_scgi and
   mod_proxy_fcgi send the whole path as SCRIPT_NAME).
-* ``wsgi.url_scheme`` comes from ``HTTPS`` (``on``/``1``/``yes``).
+* ``wsgi.url_scheme`` comes from ``HTTPS`` (``on``/``1``/``yes``), or from
+  ``UWSGI_SCHEME``, the variable uWSGI reads.
 
 Nothing here imports beyond what the interpreter loads at start-up: the CGI
 gateway runs this on every request in a fresh process.
@@ -189,7 +190,8 @@ class EnvironBuilder:
             del env["CONTENT_LENGTH"]
         fix_paths(env, self.mount, self.iis)
         env.update(self.constants)
-        env["wsgi.url_scheme"] = "https" if env.get("HTTPS") in _HTTPS_ON else "http"
+        env["wsgi.url_scheme"] = ("https" if env.get("HTTPS") in _HTTPS_ON
+                                  or env.get("UWSGI_SCHEME") == "https" else "http")
         env["wsgi.input"] = wsgi_input
         env["wsgi.errors"] = errors
         env["wsgi.input_terminated"] = input_terminated

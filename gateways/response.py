@@ -66,10 +66,15 @@ class AppError(Exception):
     """The application broke the WSGI contract (PEP 3333); the message says how."""
 
 
-def simple_response(status, body, content_type="text/plain; charset=utf-8", extra=()):
-    """A complete CGI-format response for answers the gateway gives itself."""
-    lines = ["Status: %s\r\nContent-Type: %s\r\nContent-Length: %d\r\n"
-             % (status, content_type, len(body))]
+CGI_STATUS = "Status: "  # RFC 3875 §6.3.3; a transport's ``status_prefix``
+
+
+def simple_response(status, body, content_type="text/plain; charset=utf-8", extra=(),
+                    prefix=CGI_STATUS):
+    """A complete response for answers the gateway gives itself: CGI format, or with
+    ``prefix`` "HTTP/1.1 " an HTTP status line (the uwsgi protocol)."""
+    lines = ["%s%s\r\nContent-Type: %s\r\nContent-Length: %d\r\n"
+             % (prefix, status, content_type, len(body))]
     for name, value in extra:
         lines.append("%s: %s\r\n" % (name, value))
     lines.append("\r\n")
@@ -89,8 +94,8 @@ class Refusal:
         self.reason = reason
         self.body = body
 
-    def render(self) -> bytes:
-        return simple_response(self.status, self.body)
+    def render(self, prefix: str = CGI_STATUS) -> bytes:
+        return simple_response(self.status, self.body, prefix=prefix)
 
     def __repr__(self) -> str:
         return "Refusal(%r)" % self.status
@@ -104,15 +109,16 @@ NO_APPLICATION = Refusal("500 Internal Server Error", "the application could not
                          b"Internal Server Error\n")
 
 
-def render_head(status, headers):
-    """Status and headers as CGI response header bytes, checked (PEP 3333)."""
+def render_head(status, headers, prefix=CGI_STATUS):
+    """Status and headers as response header bytes, checked (PEP 3333): CGI format
+    (``Status: 200 OK``), or an HTTP status line with ``prefix`` "HTTP/1.1 "."""
     if status.__class__ is not str:
         raise AppError("status must be a str, not %s" % type(status).__name__)
     if len(status) < 4 or status[3] != " " or not status[:3].isdigit():
         raise AppError("status %r is not 'NNN Reason'" % (status,))
     if headers.__class__ is not list:
         raise AppError("headers must be a list, not %s" % type(headers).__name__)
-    parts = ["Status: ", status, "\r\n"]
+    parts = [prefix, status, "\r\n"]
     for header in headers:
         if header.__class__ is not tuple or len(header) != 2:
             raise AppError("header %r is not a (name, value) tuple" % (header,))
@@ -140,10 +146,11 @@ def render_head(status, headers):
 class Response:
     """State of one response: what start_response was given, what went out."""
 
-    __slots__ = ("transport", "head", "sent", "head_only")
+    __slots__ = ("transport", "head", "sent", "head_only", "prefix")
 
     def __init__(self, transport, head_only=False):
         self.transport = transport
+        self.prefix = transport.status_prefix  # how the head's first line starts
         self.head = None  # bytes of the checked status and headers
         self.sent = False  # the head has been handed to the transport
         self.head_only = head_only  # HEAD request: never send a body
@@ -157,7 +164,7 @@ class Response:
                 exc_info = None
         elif self.head is not None:
             raise AppError("start_response called a second time without exc_info")
-        self.head = render_head(status, headers)
+        self.head = render_head(status, headers, self.prefix)
         return self.write
 
     def write(self, data):
@@ -257,11 +264,10 @@ def report_error(environ, transport, response, debug):
     response.sent = True
     if debug:
         body = text.encode("utf-8", "replace")
-        page = simple_response("500 Internal Server Error", body)
+        page = simple_response("500 Internal Server Error", body, prefix=response.prefix)
     else:
-        page = simple_response(
-            "500 Internal Server Error", ERROR_PAGE, "text/html; charset=utf-8"
-        )
+        page = simple_response("500 Internal Server Error", ERROR_PAGE,
+                               "text/html; charset=utf-8", prefix=response.prefix)
     try:
         transport.finish(page, 1)
     except ClientDisconnected:

@@ -21,9 +21,9 @@ import os
 from gateways.address import parse_bind
 from gateways.errors import ConfigError
 
-APP_COMMANDS = ("serve", "cgi", "run", "fastcgi", "scgi")
+APP_COMMANDS = ("serve", "cgi", "run", "fastcgi", "scgi", "uwsgi")
 COMMANDS = APP_COMMANDS + ("conf",)
-DAEMONS = ("fastcgi", "scgi")
+DAEMONS = ("fastcgi", "scgi", "uwsgi")
 
 
 class Setting:
@@ -233,12 +233,13 @@ SETTINGS = (
     Setting("backlog", "--backlog", DAEMONS, count(1), 1024, "N",
             "Length of the listen queue.", section="Listening"),
     Setting("processes", "--processes", ("serve",) + DAEMONS + ("conf",), count(1),
-            {"serve": 1, "fastcgi": _cpus(), "scgi": _cpus(), "conf": 2}, "N",
+            {"serve": 1, "fastcgi": _cpus(), "scgi": _cpus(), "uwsgi": _cpus(), "conf": 2},
+            "N",
             {"*": "Worker processes, supervised by a master process.",
              "serve": "Processes: werkzeug forks one per request, up to N (instead of "
                       "threads)."}, section="Workers"),
     Setting("threads", "--threads", ("serve",) + DAEMONS + ("conf",), count(1),
-            {"serve": 8, "fastcgi": 8, "scgi": 8, "conf": 8}, "N",
+            {"serve": 8, "fastcgi": 8, "scgi": 8, "uwsgi": 8, "conf": 8}, "N",
             {"*": "Threads per worker process. One thread serves while the application "
                   "answers quickly; more take connections as requests block.",
              "serve": "Any N > 1 runs werkzeug threaded (a thread per request)."},
@@ -268,7 +269,8 @@ SETTINGS = (
             "temporary file before the application runs.", section="Limits"),
     Setting("max_header_size", "--max-header-size", DAEMONS, size, "64K", "SIZE",
             "Largest block of request meta-variables (FastCGI PARAMS stream, SCGI "
-            "netstring); beyond it the connection is closed.", section="Limits"),
+            "netstring, uwsgi variables); beyond it the connection is closed.",
+            section="Limits"),
     Setting("max_params", "--max-params", DAEMONS, count(1), 1000, "N",
             "Most meta-variables in one request; beyond it the connection is closed.",
             section="Limits"),

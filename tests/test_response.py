@@ -12,6 +12,8 @@ from gateways.response import ClientDisconnected, FileWrapper, render_head, run
 class Recorder:
     """A transport that records what the writer asked of it."""
 
+    status_prefix = "Status: "
+
     def __init__(self, fail_after=None):
         self.calls = []
         self.fail_after = fail_after

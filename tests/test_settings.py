@@ -112,7 +112,7 @@ def test_every_setting_has_help_and_a_known_command():
     for setting in SETTINGS:
         assert setting.flag.startswith("--")
         for command in setting.commands:
-            assert command in ("serve", "cgi", "run", "fastcgi", "scgi", "conf")
+            assert command in ("serve", "cgi", "run", "fastcgi", "scgi", "uwsgi", "conf")
             assert setting.help_for(command).endswith(".")
 
 
@@ -123,7 +123,7 @@ def test_rst_options_lists_every_flag_of_the_command():
     assert "--keepalive-timeout" not in text  # FastCGI only
 
 
-@pytest.mark.parametrize("command", ["serve", "cgi", "run", "fastcgi", "scgi", "conf"])
+@pytest.mark.parametrize("command", ["serve", "cgi", "run", "fastcgi", "scgi", "uwsgi", "conf"])
 def test_cli_help_shows_every_option(command):
     out = subprocess.run([sys.executable, "-m", "gateways", command, "--help"],
                          capture_output=True, text=True, timeout=30, check=True).stdout

@@ -50,3 +50,21 @@ def join_repeated(name: str, old: str, new: str) -> str:
     cookies are joined with ``; ``, other fields with ``, `` (RFC 9110 §5.3).
     """
     return old + ("; " if name == "HTTP_COOKIE" else ", ") + new
+
+
+MAX_LENGTH_DIGITS = 20  # a CONTENT_LENGTH longer than this is not a length
+
+
+def parse_length(text: str) -> int | None:
+    """A CONTENT_LENGTH value that frames a body (SCGI, uwsgi) as an int, or None
+    when it is not decimal digits (RFC 3875 §4.1.2) or has more than 20 of them
+    (``int()`` refuses over 4300; no body is 10**20 bytes long).  The CGI path
+    has its own copy (:func:`gateways.environ.content_length`): it imports
+    nothing of the engine."""
+    if not (text.isdigit() and text.isascii()):
+        return None
+    if len(text) > MAX_LENGTH_DIGITS:
+        text = text.lstrip("0") or "0"
+        if len(text) > MAX_LENGTH_DIGITS:
+            return None
+    return int(text)

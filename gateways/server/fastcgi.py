@@ -81,6 +81,7 @@ class Transport:
     """The response side of one FastCGI connection (see :mod:`gateways.response`)."""
 
     __slots__ = ("channel", "conn", "errors", "active", "broken", "aborted", "handler")
+    status_prefix = "Status: "  # FastCGI §6.1: the CGI response format
 
     def __init__(self, handler: FastCGIHandler) -> None:
         self.handler = handler
@@ -113,7 +114,7 @@ class Transport:
 
     def refuse(self, refusal: Refusal) -> bool:
         try:
-            self._sendall(self.conn.end_request(refusal.render()))
+            self._sendall(self.conn.end_request(refusal.render(self.status_prefix)))
         except ClientDisconnected:
             return False
         return True

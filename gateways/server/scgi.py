@@ -23,6 +23,7 @@ class Transport:
     """The response side of an SCGI connection: raw CGI-format bytes."""
 
     __slots__ = ("channel", "errors", "broken")
+    status_prefix = "Status: "  # SCGI leaves the format open; CGI's, as its example
 
     def __init__(self, handler: SCGIHandler) -> None:
         self.channel: Any = None
@@ -41,7 +42,7 @@ class Transport:
 
     def refuse(self, refusal: Refusal) -> bool:
         try:
-            self.send(refusal.render())
+            self.send(refusal.render(self.status_prefix))
         except ClientDisconnected:
             return False
         return True
