@@ -106,6 +106,10 @@ def build_parser():
         if command == "serve":
             p.add_argument("app", nargs="?", default="gateways.demo:app", metavar="APP",
                            help="the WSGI application (default: the demo application)")
+        elif command == "uwsgi":
+            p.add_argument("app", nargs="?", metavar="APP",
+                           help="the WSGI application: module:name, module, file.py[:name], "
+                           "file.wsgi or module:factory() (default: the one --ini names)")
         elif command != "conf":
             p.add_argument("app", metavar="APP",
                            help="the WSGI application: module:name, module, file.py[:name], "
@@ -127,6 +131,12 @@ def build_parser():
             else:
                 group.add_argument(setting.flag, dest=setting.name, metavar=setting.metavar,
                                    default=None, help=help_text)
+
+    p = sub.add_parser("from-uwsgi", help="print the gateways command a uWSGI ini file "
+                       "amounts to", description="Print the 'gateways uwsgi' command line "
+                       "that FILE (a uWSGI ini file, its [uwsgi] section or SECTION) amounts "
+                       "to, or one line per key gateways cannot honour (exit status 2).")
+    p.add_argument("ini", metavar="FILE[:SECTION]", help="the uWSGI ini file")
 
     p = sub.add_parser("cgi-script", help="write a cgi-bin script that serves APP",
                        description="Write FILE, a cgi-bin script that serves APP: an absolute "
@@ -179,6 +189,13 @@ def _run_command(args):
         return check_cli(args)
     if command == "cgi":
         return _cmd_cgi(given)
+    if command == "from-uwsgi":
+        from gateways.tools import uwsgi_ini
+
+        sys.stdout.write(uwsgi_ini.command_line(*uwsgi_ini.load(args.ini)) + "\n")
+        return 0
+    if command == "uwsgi":
+        _from_ini(given)
     config = resolve(command, given)
     if command == "run":
         from gateways.launcher import run_cli
@@ -197,6 +214,26 @@ def _run_command(args):
     from gateways.server.main import run_server
 
     return run_server(handler, config.app, config)
+
+
+def _from_ini(given):
+    """``gateways uwsgi --ini FILE``: what the command line does not give comes from
+    the ini file; its ``env`` lines go into the environment."""
+    import os
+
+    ini = given.get("ini") or os.environ.get("GATEWAYS_INI")
+    if ini:
+        from gateways.tools import uwsgi_ini
+
+        options, environment = uwsgi_ini.load(ini)
+        for name, value in options.items():
+            if given.get(name) is None:
+                given[name] = value
+        os.environ.update(environment)
+    if not given.get("app"):
+        from gateways.errors import ConfigError
+
+        raise ConfigError("uwsgi needs APP, or --ini FILE naming the application")
 
 
 def _wants_debug(argv):

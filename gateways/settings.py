@@ -284,6 +284,11 @@ SETTINGS = (
     Setting("reload", "--reload", ("serve",), flag_value, False, None,
             "Restart when a Python file changes (werkzeug's reloader).",
             section="Standalone"),
+    Setting("ini", "--ini", ("uwsgi",), text_value, None, "FILE[:SECTION]",
+            "Take APP and the options from a uWSGI ini file (its [uwsgi] section, or "
+            "SECTION); the command line wins. A key gateways cannot honour ends the "
+            "command with one line per key (see 'Moving from uWSGI').",
+            section="Moving from uWSGI"),
 )
 
 BY_NAME = {s.name: s for s in SETTINGS}
