@@ -1,4 +1,4 @@
-"""FastCGI and SCGI backends behind real front servers, measured with wrk.
+"""FastCGI, SCGI and uwsgi backends behind real front servers, measured with wrk.
 
 Usage (as root, after ``benchmarks/setup_env.sh``)::
 
@@ -13,7 +13,8 @@ What it does (the method of shared/notes/benchmark-method.md):
   (``server.stream-response-body = 1``) and, with ``--fronts``, Apache
   (event MPM, one child of 64 threads); no access logs.  Each front serves
   ``/static/...`` from disk (its ceiling), ``/fcgi/...`` from
-  ``sock/fcgi.sock`` and ``/scgi/...`` from ``sock/scgi.sock``;
+  ``sock/fcgi.sock``, ``/scgi/...`` from ``sock/scgi.sock`` and ``/uw/...``
+  from ``sock/uw.sock`` (the uwsgi protocol);
 * for every cell (front, protocol, shape, workload, backend), in shuffled
   order, round after round: starts the backend on the protocol's unix
   socket, waits for a correct answer through the front, runs a 1 s wrk
@@ -27,9 +28,11 @@ What it does (the method of shared/notes/benchmark-method.md):
 
 Backends (all run as www-data, on unix sockets, same shape PxT):
 uWSGI (Debian's uwsgi-core + python3 plugin: ``--processes P --threads T
---master``), gateways (``gateways fastcgi|scgi --processes P --threads T``),
-flup6 threaded FastCGI and flup 1.0.3 threaded SCGI (``flup_server.py``: its
-docstring explains how flup gets a PxT shape).
+--master``), gateways (``gateways fastcgi|scgi|uwsgi --processes P --threads
+T``), flup6 threaded FastCGI and flup 1.0.3 threaded SCGI (``flup_server.py``:
+its docstring explains how flup gets a PxT shape), and for the uwsgi protocol
+gunicorn 27 (``--protocol uwsgi --worker-class gthread --workers P --threads
+T``).
 """
 
 from __future__ import annotations
@@ -55,15 +58,16 @@ import benchlib
 
 HERE = Path(__file__).resolve().parent
 FRONTS = ("nginx", "lighttpd", "apache")
-PROTOCOLS = ("fastcgi", "scgi")
+PROTOCOLS = ("fastcgi", "scgi", "uwsgi")
 SHAPES = ("1x8", "2x4")
 WORKLOADS = ("hello", "10k", "post")
 REFERENCE = "uwsgi"
-PEERS = {"fastcgi": ("uwsgi", "gateways", "flup6"), "scgi": ("uwsgi", "gateways", "flup103")}
+PEERS = {"fastcgi": ("uwsgi", "gateways", "flup6"), "scgi": ("uwsgi", "gateways", "flup103"),
+         "uwsgi": ("uwsgi", "gateways", "gunicorn")}
 LABELS = {"uwsgi": "uWSGI", "gateways": "gateways", "flup6": "flup6",
-          "flup103": "flup 1.0.3", "static": "static file"}
-PROTOCOL_LABELS = {"fastcgi": "FastCGI", "scgi": "SCGI"}
-PREFIX = {"fastcgi": "fcgi", "scgi": "scgi"}
+          "flup103": "flup 1.0.3", "gunicorn": "gunicorn 27", "static": "static file"}
+PROTOCOL_LABELS = {"fastcgi": "FastCGI", "scgi": "SCGI", "uwsgi": "uwsgi"}
+PREFIX = {"fastcgi": "fcgi", "scgi": "scgi", "uwsgi": "uw"}
 ROUTE = {"hello": "hello", "10k": "10k", "post": "post"}
 STATIC = {"hello": "/static/hello.txt", "10k": "/static/10k.txt"}
 HELLO = b"Hello, world!"
@@ -137,11 +141,19 @@ NGINX_BODY = """
             scgi_param PATH_INFO $document_uri;
             scgi_pass unix:SOCKDIR/scgi.sock;
         }
+        location /uw/ {
+            include /etc/nginx/uwsgi_params;
+            uwsgi_pass unix:SOCKDIR/uw.sock;
+        }
 """
 LIGHTTPD_BODY = """
 server.stream-response-body = 1
 fastcgi.server = ( "/fcgi/" => (( "socket" => "SOCKDIR/fcgi.sock", "check-local" => "disable" )) )
 scgi.server = ( "/scgi/" => (( "socket" => "SOCKDIR/scgi.sock", "check-local" => "disable" )) )
+$HTTP["url"] =~ "^/uw/" {
+    scgi.protocol = "uwsgi"
+    scgi.server = ( "/uw/" => (( "socket" => "SOCKDIR/uw.sock", "check-local" => "disable" )) )
+}
 """
 APACHE_BODY = """
 ServerLimit 1
@@ -152,6 +164,7 @@ MaxRequestWorkers 64
 MaxKeepAliveRequests 1000
 ProxyPass /fcgi/ unix:SOCKDIR/fcgi.sock|fcgi://localhost/fcgi/ retry=0
 ProxyPass /scgi/ unix:SOCKDIR/scgi.sock|scgi://localhost/scgi/ retry=0
+ProxyPass /uw/ unix:SOCKDIR/uw.sock|uwsgi://localhost/uw/ retry=0
 """
 
 
@@ -165,7 +178,8 @@ def start_front(ws, name: str, root: Path, sockdir: Path):
         return ws.start_lighttpd(LIGHTTPD_BODY.replace("SOCKDIR", str(sockdir)),
                                  modules=("mod_fastcgi", "mod_scgi"), root=root)
     return ws.start_apache(APACHE_BODY.replace("SOCKDIR", str(sockdir)),
-                           modules=("proxy", "proxy_fcgi", "proxy_scgi"), root=root)
+                           modules=("proxy", "proxy_fcgi", "proxy_scgi", "proxy_uwsgi"),
+                           root=root)
 
 
 # -- backends -----------------------------------------------------------------------------
@@ -175,6 +189,11 @@ def backend_argv(peer: str, protocol: str, shape: str, run: Path) -> list[str]:
     """The command line of ``peer`` serving run/app.py on run/sock/<protocol> socket."""
     processes, threads = shape.split("x")
     sock = str(socket_path(run, protocol))
+    if peer == "gunicorn":
+        return [str(benchlib.VENV / "bin" / "gunicorn"), "--protocol", "uwsgi", "--bind",
+                f"unix:{sock}", "--umask", "007", "--worker-class", "gthread", "--workers",
+                processes, "--threads", threads, "--chdir", str(run), "--log-level",
+                "warning", "app:application"]
     if peer == "uwsgi":
         return ["uwsgi", "--plugin", "python3", f"--{protocol}-socket", sock,
                 "--chmod-socket=660", "--master", "--processes", processes,
@@ -488,7 +507,7 @@ def summarize(results: list[dict]) -> list[dict]:
 
 
 def _row_order(row: dict) -> tuple:
-    peers = ("static",) + PEERS["fastcgi"] + PEERS["scgi"]
+    peers = ("static", "uwsgi", "gateways", "flup6", "flup103", "gunicorn")
     return (SHAPES.index(row["shape"]) if row["shape"] in SHAPES else -1,
             WORKLOADS.index(row["workload"]), FRONTS.index(row["front"]),
             PROTOCOLS.index(row["protocol"]) if row["protocol"] in PROTOCOLS else -1,
@@ -593,6 +612,7 @@ def run_info(argv: list[str]) -> dict:
             "python": first([str(benchlib.VENV / "bin" / "python"), "--version"]),
             "gateways": _venv_version(benchlib.VENV, "gateways"),
             "flup6": _venv_version(benchlib.VENV, "flup6"),
+            "gunicorn": _venv_version(benchlib.VENV, "gunicorn"),
             "flup (SCGI)": _venv_version(benchlib.FLUP103_VENV, "flup"),
         },
     }
@@ -619,14 +639,15 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "and Apache, measured with wrk; see benchmarks/README.rst.")
     parser.add_argument("--fronts", type=_choices(FRONTS), default=["nginx", "lighttpd"],
                         help="front servers (default: nginx,lighttpd; apache is optional)")
-    parser.add_argument("--protocols", type=_choices(PROTOCOLS), default=list(PROTOCOLS))
+    parser.add_argument("--protocols", type=_choices(PROTOCOLS), default=["fastcgi", "scgi"],
+                        help="fastcgi, scgi, uwsgi (default: fastcgi,scgi)")
     parser.add_argument("--shapes", type=_choices(SHAPES), default=list(SHAPES),
                         help="backend processes x threads (default: 1x8,2x4)")
     parser.add_argument("--workloads", type=_choices(WORKLOADS), default=list(WORKLOADS))
-    parser.add_argument("--peers", type=_choices(("uwsgi", "gateways", "flup")),
-                        default=["uwsgi", "gateways", "flup"],
-                        help="backends; flup is flup6 for FastCGI, flup 1.0.3 for SCGI "
-                        "(uwsgi is the reference of the ratios)")
+    parser.add_argument("--peers", type=_choices(("uwsgi", "gateways", "flup", "gunicorn")),
+                        default=["uwsgi", "gateways", "flup", "gunicorn"],
+                        help="backends; flup is flup6 for FastCGI, flup 1.0.3 for SCGI, "
+                        "gunicorn 27 for uwsgi (uwsgi is the reference of the ratios)")
     parser.add_argument("--rounds", type=int, default=None, help="default 3 (--quick: 1)")
     parser.add_argument("--duration", type=float, default=None,
                         help="seconds of each measured wrk run (default 5; --quick: 1)")

@@ -4,7 +4,8 @@
 #
 #   benchmarks/setup_env.sh            # -> /var/tmp/gateways-bench/{venv,venv-flup103}
 #
-#   venv           gateways (this checkout) + flup6 1.1.1   FastCGI peers, CGI scripts
+#   venv           gateways (this checkout) + flup6 1.1.1   FastCGI peers, CGI scripts,
+#                  + gunicorn 27                            the uwsgi-protocol peer
 #   venv-flup103   flup 1.0.3                               the SCGI peer
 #
 # flup 1.0.3 and flup6 both install the package "flup", so they live in two
@@ -40,7 +41,7 @@ chmod 0755 "$base"
 
 make_venv "$base/venv"
 say "installing gateways ($repo) and flup6 into $base/venv"
-"$base/venv/bin/python" -m pip install "${pip_opts[@]}" "$repo" "flup6==1.1.1"
+"$base/venv/bin/python" -m pip install "${pip_opts[@]}" "$repo" "flup6==1.1.1" "gunicorn==27.0.1"
 "$base/venv/bin/python" -m pip install "${pip_opts[@]}" --force-reinstall --no-deps "$repo"
 
 make_venv "$base/venv-flup103"
