@@ -11,6 +11,8 @@ Sub-commands::
     gateways conf SERVER GATEWAY     print a web-server config snippet (--list: the pairs)
     gateways cgi-script APP -o FILE  write a cgi-bin script
     gateways check FILE              diagnose a cgi-bin script
+    gateways request PROTOCOL ADDRESS [PATH]   one request straight to a daemon
+    gateways from-uwsgi FILE         the command line a uWSGI ini file amounts to
 
 The options come from :mod:`gateways.settings`.  ``gateways cgi`` is parsed
 without argparse: a CGI process pays for every import on every request.
@@ -132,6 +134,17 @@ def build_parser():
                 group.add_argument(setting.flag, dest=setting.name, metavar=setting.metavar,
                                    default=None, help=help_text)
 
+    p = sub.add_parser("request", help="send one request straight to a FastCGI, SCGI or "
+                       "uwsgi daemon and print the answer", description="Send one request "
+                       "straight to a daemon, the way a web server would, and print the "
+                       "answer's body (-i: with its status and headers). Exit status: 0 for "
+                       "2xx and 3xx, 1 for 4xx and 5xx, 2 when the daemon cannot be reached "
+                       "or its answer is not a response. For health checks (Docker "
+                       "HEALTHCHECK, systemd ExecStartPost, monit) and for debugging a 502.")
+    from gateways.tools.request import add_arguments as request_arguments
+
+    request_arguments(p)
+
     p = sub.add_parser("from-uwsgi", help="print the gateways command a uWSGI ini file "
                        "amounts to", description="Print the 'gateways uwsgi' command line "
                        "that FILE (a uWSGI ini file, its [uwsgi] section or SECTION) amounts "
@@ -189,6 +202,10 @@ def _run_command(args):
         return check_cli(args)
     if command == "cgi":
         return _cmd_cgi(given)
+    if command == "request":
+        from gateways.tools.request import run_cli as request_cli
+
+        return request_cli(args)
     if command == "from-uwsgi":
         from gateways.tools import uwsgi_ini
 
