@@ -1,11 +1,16 @@
-"""The scale-out snippets: one front end, two FastCGI daemons on TCP, both get traffic.
+"""The scale-out snippets: one front end, two daemons on TCP, both get traffic.
 
-Each daemon runs with FCGI_WEB_SERVER_ADDRS=127.0.0.1, as the snippets tell
-the operator to, so the test also proves that the web servers' connections
-pass that check.
+FastCGI (``gateways conf SERVER balancer``): each daemon runs with
+FCGI_WEB_SERVER_ADDRS=127.0.0.1, as the snippets tell the operator to, so
+the test also proves that the web servers' connections pass that check.
+
+uwsgi (``gateways conf SERVER balancer-uwsgi``): the daemons are started from
+the command lines the snippet's comments show, as printed (behind Apache they
+carry the mount point), so the test also proves those lines.
 """
 
 import concurrent.futures
+import shlex
 import sys
 
 import pytest
@@ -15,6 +20,7 @@ from gateways.tools.confgen import render, split_nginx
 import webservers
 from behaviour import Front, FrontBehaviour, get_json
 from daemons import Daemon, clean_environ, gateways_argv, parent, stop_all
+from webservers import free_port
 
 pytestmark = pytest.mark.servers
 
@@ -43,6 +49,16 @@ MOUNTS = {"apache": ("apache", "/app"), "apache-root": ("apache", ""),
           "nginx": ("nginx", "/app"), "nginx-root": ("nginx", "")}
 
 
+def start_front(name, text, proxy_module):
+    if name == "apache":
+        return webservers.start_apache(text, modules=(
+            "proxy", proxy_module, "proxy_balancer", "lbmethod_byrequests", "slotmem_shm"))
+    if name == "lighttpd":
+        return webservers.start_lighttpd(text)
+    http_part, server_part = split_nginx(text)
+    return webservers.start_nginx(server_part, http_extra=http_part)
+
+
 @pytest.fixture(scope="module", params=list(MOUNTS))
 def balanced(request, backends):
     """The balancer snippet for one front end, mounted at /app or at the root."""
@@ -50,14 +66,7 @@ def balanced(request, backends):
     listed = ",".join(daemon.bind for daemon in backends)
     text = render(name, "balancer", app="probe:application", prefix=mount or "/",
                   backends=listed)
-    if name == "apache":
-        server = webservers.start_apache(text, modules=(
-            "proxy", "proxy_fcgi", "proxy_balancer", "lbmethod_byrequests", "slotmem_shm"))
-    elif name == "lighttpd":
-        server = webservers.start_lighttpd(text)
-    else:
-        http_part, server_part = split_nginx(text)
-        server = webservers.start_nginx(server_part, http_extra=http_part)
+    server = start_front(name, text, "proxy_fcgi")
     yield Front(server.url(), mount, server, streams=True)
     server.close()
 
@@ -89,3 +98,76 @@ class TestBalancedBehaviour(FrontBehaviour):
     @classmethod
     def front(cls, balanced):
         return balanced
+
+
+# -- uwsgi ---------------------------------------------------------------------------------
+
+
+def run_lines(text):
+    """The daemon command lines a balancer snippet's comments show, split as a shell would."""
+    return [shlex.split(line[1:]) for line in text.splitlines()
+            if line.startswith("#   ") and " --bind " in line]
+
+
+@pytest.fixture(scope="module", params=list(MOUNTS))
+def uwsgi_balanced(request, server_python, app_dir, tmp_path_factory):
+    """The uwsgi balancer snippet for one front end, mounted at /app or at the root, and
+    the two daemons it tells the operator to run, started from its own lines."""
+    name, mount = MOUNTS[request.param]
+    ports = [free_port()]
+    while len(ports) < 2:
+        port = free_port()
+        if port not in ports:
+            ports.append(port)
+    text = render(name, "balancer-uwsgi", app="probe:application", app_dir=str(app_dir),
+                  prefix=mount or "/", python=server_python, processes=1, threads=4,
+                  backends=",".join("127.0.0.1:%d" % port for port in ports))
+    lines = run_lines(text)
+    assert [line[-2:] for line in lines] == [["--bind", "127.0.0.1:%d" % p] for p in ports]
+    directory = tmp_path_factory.mktemp("balancer-uwsgi")
+    daemons = {}
+    try:
+        for number, (argv, port) in enumerate(zip(lines, ports)):
+            daemons[number] = Daemon(argv, directory, "uwsgi%d" % number,
+                                     address=("127.0.0.1", port), env=clean_environ())
+        for daemon in daemons.values():
+            daemon.wait_ready(needle=None)
+        server = start_front(name, text, "proxy_uwsgi")
+        try:
+            yield Front(server.url(), mount, server, streams=True,
+                        chunked_upload=name != "apache"), list(daemons.values()), lines
+        finally:
+            server.close()
+    finally:
+        statuses = stop_all(daemons, timeout=15)
+    assert statuses == dict.fromkeys(daemons, 0), statuses
+
+
+def test_both_uwsgi_daemons_get_traffic(uwsgi_balanced):
+    front, daemons, _ = uwsgi_balanced
+
+    def served_by(_):
+        data = get_json(front, "/echo")
+        assert data["gateway"] == "uwsgi"
+        return parent(data["pid"])  # the daemon's master
+
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        masters = list(pool.map(served_by, range(40)))
+    assert set(masters) == {daemon.pid for daemon in daemons}, masters
+
+
+def test_uwsgi_daemon_lines_carry_the_mount_point_for_apache_only(uwsgi_balanced):
+    front, _, lines = uwsgi_balanced
+    for line in lines:
+        assert line[1:3] == ["uwsgi", "probe:application"]
+        if front.server.name == "apache":
+            assert line[line.index("--script-name") + 1] == (front.mount or "/")
+        else:
+            assert "--script-name" not in line
+
+
+class TestBalancedUwsgiBehaviour(FrontBehaviour):
+    @pytest.fixture(scope="class")
+    @classmethod
+    def front(cls, uwsgi_balanced):
+        return uwsgi_balanced[0]

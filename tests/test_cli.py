@@ -44,8 +44,9 @@ def test_conf_list_prints_the_pairs_one_per_line():
 def test_conf_list_of_one_server():
     proc = gateways("conf", "--list", "nginx")
     assert (proc.returncode, proc.stderr) == (0, "")
-    assert proc.stdout.splitlines() == ["nginx balancer", "nginx fastcgi", "nginx proxy",
-                                        "nginx scgi"]
+    assert proc.stdout.splitlines() == ["nginx balancer", "nginx balancer-uwsgi",
+                                        "nginx fastcgi", "nginx proxy", "nginx scgi",
+                                        "nginx uwsgi"]
 
 
 @pytest.mark.parametrize("args", [[], ["nginx"]], ids=["nothing", "server-only"])
@@ -101,10 +102,10 @@ def test_snippet_comments_use_the_operators_values(pair):
         assert sample not in proc.stdout, (sample, proc.stdout)
     for line in proc.stdout.splitlines():
         # Every command shown is the operator's: their gateways, their APP quoted.
-        for command in re.findall(r'([^\s="]*)gateways (?:serve|fastcgi|scgi|cgi-script|check) ',
-                                  line):
+        for command in re.findall(
+                r'([^\s="]*)gateways (?:serve|fastcgi|scgi|uwsgi|cgi-script|check) ', line):
             assert command == "/opt/shop/env/bin/", line
-        if re.search(r"gateways (?:serve|fastcgi|scgi|cgi-script) ", line):
+        if re.search(r"gateways (?:serve|fastcgi|scgi|uwsgi|cgi-script) ", line):
             assert shlex.quote(own["--app"]) in line, line
     if pair in ("apache cgi", "apache fcgid"):
         assert "check /var/www/cgi/shop.cgi --user webusr" in proc.stdout

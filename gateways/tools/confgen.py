@@ -44,25 +44,43 @@ SNIPPETS = {
     ("apache", "fcgid"): "FastCGI through mod_fcgid, which spawns gateways itself",
     ("apache", "scgi"): "SCGI through mod_proxy_scgi to a gateways daemon",
     ("apache", "proxy"): "HTTP reverse proxy to the standalone server",
+    ("apache", "uwsgi"): "uwsgi through mod_proxy_uwsgi to a gateways daemon",
     ("apache", "balancer"): "scale-out: mod_proxy_balancer over FastCGI daemons on TCP",
+    ("apache", "balancer-uwsgi"): "scale-out: mod_proxy_balancer over uwsgi daemons on TCP",
     ("lighttpd", "cgi"): "CGI with mod_cgi",
     ("lighttpd", "fastcgi"): "FastCGI through mod_fastcgi to a gateways daemon",
     ("lighttpd", "fastcgi-spawn"): "FastCGI through mod_fastcgi, which spawns gateways "
                                    "(bin-path)",
     ("lighttpd", "scgi"): "SCGI through mod_scgi to a gateways daemon",
     ("lighttpd", "proxy"): "HTTP reverse proxy (mod_proxy) to the standalone server",
+    ("lighttpd", "uwsgi"): "uwsgi through mod_scgi (scgi.protocol \"uwsgi\") to a gateways "
+                           "daemon",
     ("lighttpd", "balancer"): "scale-out: mod_fastcgi over several FastCGI daemons on TCP",
+    ("lighttpd", "balancer-uwsgi"): "scale-out: mod_scgi over several uwsgi daemons on TCP",
     ("nginx", "fastcgi"): "FastCGI through fastcgi_pass to a gateways daemon",
     ("nginx", "scgi"): "SCGI through scgi_pass to a gateways daemon",
     ("nginx", "proxy"): "HTTP reverse proxy to the standalone server",
+    ("nginx", "uwsgi"): "uwsgi through uwsgi_pass to a gateways daemon",
     ("nginx", "balancer"): "scale-out: an upstream of several FastCGI daemons on TCP",
+    ("nginx", "balancer-uwsgi"): "scale-out: an upstream of several uwsgi daemons on TCP",
     ("systemd", "socket"): "systemd socket unit: systemd listens, gateways is activated",
     ("systemd", "service"): "systemd service unit for a gateways FastCGI daemon",
 }
 
 # Which gateway a snippet talks to (for the daemon command line it shows).
 PROTOCOL = {"fastcgi": "fastcgi", "fastcgi-spawn": "fastcgi", "fcgid": "fastcgi",
-            "balancer": "fastcgi", "scgi": "scgi", "socket": "fastcgi", "service": "fastcgi"}
+            "balancer": "fastcgi", "scgi": "scgi", "uwsgi": "uwsgi", "balancer-uwsgi": "uwsgi",
+            "socket": "fastcgi", "service": "fastcgi"}
+
+# The snippets that spread requests over the daemons of --backends.
+BALANCERS = ("balancer", "balancer-uwsgi")
+
+# Apache's proxy scheme for each gateway it reaches through mod_proxy.
+APACHE_SCHEME = {"scgi": "scgi", "uwsgi": "uwsgi", "balancer-uwsgi": "uwsgi"}
+
+# Apache mod_proxy_scgi and mod_proxy_uwsgi get SCRIPT_NAME and PATH_INFO wrong
+# and cannot be told otherwise: their daemons are given the mount point.
+SCRIPT_NAME_OPTION = {("apache", "scgi"), ("apache", "uwsgi"), ("apache", "balancer-uwsgi")}
 
 # The values the committed files under conf/ are rendered with: the defaults
 # of the settings table for "conf" (``bind`` depends on the gateway:
@@ -76,8 +94,8 @@ NGINX_SPLIT = "# --- inside your server { } block ---"
 
 def default_bind(gateway, name="myapp"):
     """The sample socket of each gateway."""
-    if gateway == "scgi":
-        return "unix:/run/%s/scgi.sock" % name
+    if gateway in ("scgi", "uwsgi"):
+        return "unix:/run/%s/%s.sock" % (name, gateway)
     if gateway == "proxy":
         return "127.0.0.1:8000"
     if gateway in ("fastcgi-spawn",):
@@ -157,7 +175,7 @@ def _flag(name, value):
 
 
 def daemon_command(gateways, protocol, values, bind=True, mount=True):
-    """The ``gateways fastcgi|scgi APP ...`` line a snippet shows or runs."""
+    """The ``gateways fastcgi|scgi|uwsgi APP ...`` line a snippet shows or runs."""
     parts = [gateways, protocol, shlex.quote(values["app"])]
     if values.get("app_dir"):
         parts.append(_flag("app_dir", values["app_dir"]))
@@ -187,7 +205,7 @@ def values_for(server, gateway, **given):
     bind_values, bind_flags = _bind_values(values["bind"])
     values.update(bind_values)
     flags |= bind_flags
-    scheme = "scgi" if gateway == "scgi" else "fcgi"
+    scheme = APACHE_SCHEME.get(gateway, "fcgi")
     if "apache_backend" in values:
         values["apache_backend"] = values["apache_backend"].replace("{scheme}", scheme)
     values["unit"] = _unit_name(values["app"])
@@ -198,9 +216,7 @@ def values_for(server, gateway, **given):
     values["python"] = values["python"] or sys.executable
     values["script_dir"], values["script_file"] = os.path.split(values["script"])
     values["gateways"] = os.path.join(os.path.dirname(values["python"]), "gateways")
-    # Apache mod_proxy_scgi sends the whole path as SCRIPT_NAME and cannot be
-    # told otherwise: the daemon is given the mount point.
-    values["script_name_option"] = gateway == "scgi" and server == "apache"
+    values["script_name_option"] = (server, gateway) in SCRIPT_NAME_OPTION
     protocol = PROTOCOL.get(gateway)
     if protocol:
         values["command"] = daemon_command(values["gateways"], protocol, values)
@@ -208,10 +224,11 @@ def values_for(server, gateway, **given):
                                                  bind=False)
         if gateway == "fastcgi-spawn":
             values["bin_path"] = _bin_path(values["gateways"], values)
-    if gateway == "balancer":
+    if gateway in BALANCERS:
         backends = [b.strip() for b in str(values["backends"]).split(",") if b.strip()]
         values["backend_list"] = backends
-        values["web_server_addrs"] = "127.0.0.1"
+        if PROTOCOL[gateway] == "fastcgi":
+            values["web_server_addrs"] = "127.0.0.1"  # FastCGI's peer check
     return values, flags
 
 
@@ -253,7 +270,7 @@ def render(server, gateway, **given):
     values, flags = values_for(server, gateway, **given)
     with open(os.path.join(TEMPLATES, server, gateway + ".conf")) as f:
         text = f.read()
-    if gateway == "balancer":
+    if gateway in BALANCERS:
         text = _expand_backends(text, values)
     return fill(text, values, flags)
 

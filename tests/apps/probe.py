@@ -18,6 +18,10 @@ Routes (below the mount point)::
     /status/NNN        an empty response with that status
     /error             raises before start_response (message SECRET-MARKER)
     /error-late        raises after the first body chunk
+    /exc-info          catches an error before the headers went out and calls
+                       start_response again with exc_info: a 503 of its own
+    /exc-info-late     the same after the first body chunk: start_response
+                       re-raises (PEP 3333), the response is cut short
     /stream?n=N&delay=S  N chunks, S seconds apart
     /write             uses the write() callable
     /file?n=N          N bytes through wsgi.file_wrapper
@@ -80,6 +84,8 @@ def echo(environ):
         "server_name": environ.get("SERVER_NAME"),
         "server_port": environ.get("SERVER_PORT"),
         "server_protocol": environ.get("SERVER_PROTOCOL"),
+        "remote_addr": environ.get("REMOTE_ADDR"),
+        "remote_port": environ.get("REMOTE_PORT"),
         "http": {k: v for k, v in environ.items() if k.startswith("HTTP_")},
         "all_str": all(isinstance(k, str) for k in environ)
         and all(isinstance(v, str) for k, v in environ.items() if "." not in k),
@@ -117,6 +123,29 @@ def _late_error():
     raise RuntimeError("SECRET-MARKER raised after the headers")
 
 
+def _exc_info_early(start_response):
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    try:
+        raise RuntimeError("SECRET-MARKER caught before the headers")
+    except RuntimeError:
+        # PEP 3333: nothing was sent yet, so this replaces the first status and headers.
+        start_response("503 Service Unavailable", [("Content-Type", "text/plain")],
+                       sys.exc_info())
+    return [b"replaced by exc_info"]
+
+
+def _exc_info_late(start_response):
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    yield b"first chunk\n"
+    try:
+        raise RuntimeError("SECRET-MARKER caught after the headers")
+    except RuntimeError:
+        # PEP 3333: the headers are out, so start_response re-raises the error.
+        start_response("500 Internal Server Error", [("Content-Type", "text/plain")],
+                       sys.exc_info())
+    yield b"never sent\n"
+
+
 def probe(environ, start_response):
     path = environ.get("PATH_INFO", "")
     query = {k: v[0] for k, v in parse_qs(environ.get("QUERY_STRING", "")).items()}
@@ -152,6 +181,10 @@ def probe(environ, start_response):
     if path == "/error-late":
         start_response("200 OK", [("Content-Type", "text/plain")])
         return _late_error()
+    if path == "/exc-info":
+        return _exc_info_early(start_response)
+    if path == "/exc-info-late":
+        return _exc_info_late(start_response)
     if path == "/stream":
         start_response("200 OK", [("Content-Type", "text/plain"), ("X-Accel-Buffering", "no")])
         return _stream(int(query.get("n", "3")), float(query.get("delay", "0.5")))
