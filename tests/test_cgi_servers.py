@@ -167,7 +167,7 @@ def test_client_leaving_mid_response_closes_the_iterable_quietly(server, server_
             wait_until(lambda: not alive(pid), 10.0, what="the CGI process %d lives on" % pid)
             log = running.error_log_text() + running.output_text()
         finally:
-            running.stop()
+            running.close()  # stop, and remove the server's own directory
     finally:
         webservers.shutil.rmtree(directory, ignore_errors=True)
     for noise in ("Traceback", "BrokenPipeError", "Exception ignored"):
