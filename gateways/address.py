@@ -12,13 +12,19 @@ from __future__ import annotations
 
 from gateways.errors import AddressInUse, ConfigError
 
+TYPE_CHECKING = False  # mypy reads the import below; the interpreter never does
+if TYPE_CHECKING:
+    from typing import Literal
+
 
 class BindAddress:
     """A parsed ``--bind`` value: ``kind`` is ``unix``, ``tcp`` or ``fd``."""
 
     __slots__ = ("kind", "path", "host", "port", "fd", "text")
 
-    def __init__(self, kind, text, path=None, host=None, port=None, fd=None):
+    def __init__(self, kind: Literal["unix", "tcp", "fd"], text: str, path: str | None = None,
+                 host: str | None = None, port: int | None = None,
+                 fd: int | None = None) -> None:
         self.kind = kind
         self.text = text
         self.path = path
@@ -26,17 +32,17 @@ class BindAddress:
         self.port = port
         self.fd = fd
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return "BindAddress(%r)" % self.text
 
 
-def _port(text, value):
+def _port(text: str, value: str) -> int:
     if not value.isdigit() or not 0 <= int(value) <= 65535:
         raise ConfigError("%r: port %r is not a number from 0 to 65535" % (text, value))
     return int(value)
 
 
-def parse_bind(text):
+def parse_bind(text: str) -> BindAddress:
     """Parse a ``--bind`` value into a :class:`BindAddress` or raise ConfigError."""
     if not text:
         raise ConfigError("the address is empty")

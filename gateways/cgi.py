@@ -33,7 +33,7 @@ What it does beyond the WSGI core:
   builtin ``_signal`` module (``signal`` would import ``enum``).
 """
 
-import _signal
+import _signal  # type: ignore[import-not-found]  # typeshed has no stub for signal's C half
 import os
 import sys
 

@@ -22,6 +22,13 @@ Nothing here imports beyond what the interpreter loads at start-up: the CGI
 gateway runs this on every request in a fresh process.
 """
 
+TYPE_CHECKING = False  # mypy reads the imports below; the interpreter never does
+if TYPE_CHECKING:
+    from collections.abc import Iterator, Mapping
+    from typing import Any
+
+    from _typeshed.wsgi import ErrorStream, FileWrapper, InputStream, WSGIEnvironment
+
 # Meta-variables a front end may send that must not reach the application.
 DROPPED = ("HTTP_PROXY", "HTTP_CONTENT_LENGTH", "HTTP_CONTENT_TYPE")
 
@@ -29,7 +36,7 @@ _HEX = frozenset("0123456789abcdefABCDEF")
 _HTTPS_ON = frozenset(("on", "1", "yes", "ON", "On", "YES", "Yes"))
 
 
-def unquote(path):
+def unquote(path: str) -> str:
     """Percent-decode ``path`` (a latin-1 str) into a latin-1 str.
 
     Each ``%XX`` becomes the code point of that byte, so the result is the
@@ -50,7 +57,7 @@ def unquote(path):
     return "".join(out)
 
 
-def content_length(value):
+def content_length(value: str) -> "int | None":
     """A CONTENT_LENGTH value (RFC 3875 §4.1.2: decimal digits) as an int, else None.
 
     More than 20 significant digits is not a length (and ``int()`` refuses
@@ -65,7 +72,7 @@ def content_length(value):
     return int(value)
 
 
-def normalize_mount(prefix):
+def normalize_mount(prefix: "str | None") -> "str | None":
     """Turn an operator's ``--script-name`` value into a SCRIPT_NAME.
 
     ``"/"`` and ``""`` mean the root; a trailing slash is dropped; a missing
@@ -79,7 +86,7 @@ def normalize_mount(prefix):
     return prefix
 
 
-def _request_path(env):
+def _request_path(env: "Mapping[str, str]") -> str:
     """The decoded request path: from REQUEST_URI when there is one."""
     uri = env.get("REQUEST_URI")
     if uri:
@@ -91,7 +98,7 @@ def _request_path(env):
     return env.get("SCRIPT_NAME", "") + env.get("PATH_INFO", "")
 
 
-def fix_paths(env, mount=None, iis=False):
+def fix_paths(env: dict[str, str], mount: "str | None" = None, iis: bool = False) -> None:
     """Make SCRIPT_NAME and PATH_INFO honest (PEP 3333, RFC 3875 §4.1.5, §4.1.13).
 
     ``mount`` is an explicit SCRIPT_NAME from :func:`normalize_mount`.  ``iis``
@@ -124,26 +131,26 @@ def fix_paths(env, mount=None, iis=False):
     env["PATH_INFO"] = path_info
 
 
-def _host_name(host):
+def _host_name(host: str) -> str:
     """``example.org:8080`` -> ``example.org``; ``[::1]:80`` -> ``[::1]``."""
     if host.endswith("]") or ":" not in host:
         return host
     return host.rsplit(":", 1)[0]
 
 
-def decode_environ(mapping):
+def decode_environ(mapping: "Mapping[bytes, bytes] | Mapping[str, str]") -> dict[str, str]:
     """CGI meta-variables from ``mapping`` as latin-1 ``str`` pairs.
 
     Takes bytes (``os.environb``, wire data) or str keys and values.  A str
     value is assumed to be latin-1 already.
     """
-    out = {}
+    out: dict[str, str] = {}
     for key, value in mapping.items():
         if key.__class__ is bytes:
             key = key.decode("latin-1")
         if value.__class__ is bytes:
             value = value.decode("latin-1")
-        out[key] = value
+        out[key] = value  # type: ignore[index, assignment]  # str now (bytes were decoded)
     return out
 
 
@@ -157,9 +164,10 @@ class EnvironBuilder:
 
     __slots__ = ("constants", "mount", "iis")
 
-    def __init__(self, *, multithread, multiprocess, run_once, gateway, mount=None, iis=False,
-                 file_wrapper=None):
-        self.constants = {
+    def __init__(self, *, multithread: bool, multiprocess: bool, run_once: bool, gateway: str,
+                 mount: "str | None" = None, iis: bool = False,
+                 file_wrapper: "FileWrapper | None" = None) -> None:
+        self.constants: dict[str, Any] = {
             "wsgi.version": (1, 0),
             "wsgi.multithread": multithread,
             "wsgi.multiprocess": multiprocess,
@@ -171,7 +179,8 @@ class EnvironBuilder:
         self.mount = mount
         self.iis = iis
 
-    def build(self, env, wsgi_input, errors, input_terminated=True):
+    def build(self, env: "WSGIEnvironment", wsgi_input: "InputStream", errors: "ErrorStream",
+              input_terminated: bool = True) -> "WSGIEnvironment":
         """Complete ``env`` (a dict of latin-1 str meta-variables) into a WSGI environ.
 
         ``env`` is changed in place and returned: the gateways hand over a dict
@@ -198,7 +207,8 @@ class EnvironBuilder:
         return env
 
 
-def build_environ(env, wsgi_input, errors, *, input_terminated=True, **options):
+def build_environ(env: "WSGIEnvironment", wsgi_input: "InputStream", errors: "ErrorStream", *,
+                  input_terminated: bool = True, **options: "Any") -> "WSGIEnvironment":
     """One environ (the CGI gateway builds just one): see :class:`EnvironBuilder`."""
     return EnvironBuilder(**options).build(env, wsgi_input, errors, input_terminated)
 
@@ -212,18 +222,18 @@ class LimitedInput:
 
     __slots__ = ("stream", "remaining")
 
-    def __init__(self, stream, length):
+    def __init__(self, stream: "InputStream", length: "int | None") -> None:
         self.stream = stream
         self.remaining = length
 
-    def _limit(self, size):
+    def _limit(self, size: "int | None") -> int:
         if self.remaining is None:
             return size if size is not None and size >= 0 else -1
         if size is None or size < 0 or size > self.remaining:
             return self.remaining
         return size
 
-    def read(self, size=-1):
+    def read(self, size: "int | None" = -1) -> bytes:
         size = self._limit(size)
         if size == 0:
             return b""
@@ -233,7 +243,7 @@ class LimitedInput:
             self.remaining = self.remaining - len(data) if len(data) == size else 0
         return data
 
-    def readline(self, size=-1):
+    def readline(self, size: "int | None" = -1) -> bytes:
         size = self._limit(size)
         if size == 0:
             return b""
@@ -245,8 +255,8 @@ class LimitedInput:
                 self.remaining -= len(data)
         return data
 
-    def readlines(self, hint=-1):
-        lines = []
+    def readlines(self, hint: int = -1) -> list[bytes]:
+        lines: list[bytes] = []
         total = 0
         while True:
             line = self.readline()
@@ -257,10 +267,10 @@ class LimitedInput:
             if 0 < hint <= total:
                 return lines
 
-    def __iter__(self):
+    def __iter__(self) -> "Iterator[bytes]":
         return iter(self.readline, b"")
 
-    def drain(self):
+    def drain(self) -> None:
         """Read and discard what the application left unread."""
         while self.read(65536):
             pass

@@ -14,7 +14,7 @@ import os
 _S_IFMT, _S_IFSOCK = 0o170000, 0o140000
 
 
-def listening_socket(fd=0):
+def listening_socket(fd: int = 0) -> bool:
     """True when ``fd`` is a listening stream socket (any address family)."""
     try:
         mode = os.fstat(fd).st_mode

@@ -24,6 +24,10 @@ import sys
 
 from gateways.errors import AppLoadError
 
+TYPE_CHECKING = False  # mypy reads the import below; the interpreter never does
+if TYPE_CHECKING:
+    from _typeshed.wsgi import WSGIApplication
+
 DEFAULT_NAMES = ("application", "app")
 
 
@@ -155,7 +159,7 @@ def _resolve(spec, module, dotted):
     return obj
 
 
-def load_app(spec, app_dir=None):
+def load_app(spec: str, app_dir: "str | None" = None) -> "WSGIApplication":
     """Return the WSGI callable named by ``spec`` (see the module docstring)."""
     if not spec or not spec.strip():
         raise AppLoadError(spec, "APP is empty")

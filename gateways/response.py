@@ -36,6 +36,25 @@ CGI process would not have loaded anyway; ``traceback`` is imported only
 when there is an error to report.
 """
 
+TYPE_CHECKING = False  # mypy reads the block below; the interpreter never does
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable
+    from typing import Protocol
+
+    from _typeshed import OptExcInfo, SupportsRead
+    from _typeshed.wsgi import WSGIApplication, WSGIEnvironment
+
+    class Transport(Protocol):
+        """What a gateway supplies to carry a response (the module docstring)."""
+
+        status_prefix: str  # "Status: " (CGI format) or "HTTP/1.1 " (uwsgi)
+
+        def send(self, data: bytes) -> None: ...
+
+        def finish(self, data: bytes, status: int = 0) -> None: ...
+
+        def abort(self) -> None: ...
+
 HOP_BY_HOP = frozenset(
     (
         "connection",
@@ -69,8 +88,8 @@ class AppError(Exception):
 CGI_STATUS = "Status: "  # RFC 3875 §6.3.3; a transport's ``status_prefix``
 
 
-def simple_response(status, body, content_type="text/plain; charset=utf-8", extra=(),
-                    prefix=CGI_STATUS):
+def simple_response(status: str, body: bytes, content_type: str = "text/plain; charset=utf-8",
+                    extra: "Iterable[tuple[str, str]]" = (), prefix: str = CGI_STATUS) -> bytes:
     """A complete response for answers the gateway gives itself: CGI format, or with
     ``prefix`` "HTTP/1.1 " an HTTP status line (the uwsgi protocol)."""
     lines = ["%s%s\r\nContent-Type: %s\r\nContent-Length: %d\r\n"
@@ -109,7 +128,7 @@ NO_APPLICATION = Refusal("500 Internal Server Error", "the application could not
                          b"Internal Server Error\n")
 
 
-def render_head(status, headers, prefix=CGI_STATUS):
+def render_head(status: str, headers: list[tuple[str, str]], prefix: str = CGI_STATUS) -> bytes:
     """Status and headers as response header bytes, checked (PEP 3333): CGI format
     (``Status: 200 OK``), or an HTTP status line with ``prefix`` "HTTP/1.1 "."""
     if status.__class__ is not str:
@@ -148,18 +167,20 @@ class Response:
 
     __slots__ = ("transport", "head", "sent", "head_only", "prefix")
 
-    def __init__(self, transport, head_only=False):
+    def __init__(self, transport: "Transport", head_only: bool = False) -> None:
         self.transport = transport
         self.prefix = transport.status_prefix  # how the head's first line starts
-        self.head = None  # bytes of the checked status and headers
+        self.head: bytes | None = None  # bytes of the checked status and headers
         self.sent = False  # the head has been handed to the transport
         self.head_only = head_only  # HEAD request: never send a body
 
-    def start_response(self, status, headers, exc_info=None):
+    def start_response(self, status: str, headers: list[tuple[str, str]],
+                       exc_info: "OptExcInfo | None" = None) -> "Callable[[bytes], None]":
         if exc_info:
             try:
                 if self.sent:
-                    raise exc_info[1].with_traceback(exc_info[2])
+                    # An application passes exc_info from an except block (PEP 3333):
+                    raise exc_info[1].with_traceback(exc_info[2])  # type: ignore[union-attr]
             finally:
                 exc_info = None
         elif self.head is not None:
@@ -167,7 +188,7 @@ class Response:
         self.head = render_head(status, headers, self.prefix)
         return self.write
 
-    def write(self, data):
+    def write(self, data: bytes) -> None:
         """The legacy write() callable (PEP 3333): data goes out at once."""
         if data.__class__ is not bytes:
             raise AppError("write() takes bytes, not %s" % type(data).__name__)
@@ -181,11 +202,12 @@ class Response:
         self.transport.send(data)
 
 
-def _chunk_error(chunk):
+def _chunk_error(chunk: object) -> AppError:
     return AppError("the application returned %s, not bytes" % type(chunk).__name__)
 
 
-def run(app, environ, transport, debug=False):
+def run(app: "WSGIApplication", environ: "WSGIEnvironment", transport: "Transport",
+        debug: bool = False) -> int:
     """Call ``app`` for ``environ`` and write its answer to ``transport``.
 
     Returns 0 when the response was complete, 1 when the application failed
@@ -233,7 +255,7 @@ def run(app, environ, transport, debug=False):
                 log_traceback(environ, "error in the application's close()")
 
 
-def log_traceback(environ, what):
+def log_traceback(environ: "WSGIEnvironment", what: str) -> str:
     """Write the current exception to the gateway's error stream."""
     import traceback
 
@@ -252,7 +274,8 @@ def log_traceback(environ, what):
     return text
 
 
-def report_error(environ, transport, response, debug):
+def report_error(environ: "WSGIEnvironment", transport: "Transport", response: Response,
+                 debug: bool) -> None:
     """An exception escaped the application: log it, answer 500 or cut short."""
     text = log_traceback(environ, "application error")
     if response.sent:
@@ -279,16 +302,16 @@ class FileWrapper:
 
     __slots__ = ("filelike", "blksize", "close")
 
-    def __init__(self, filelike, blksize=65536):
+    def __init__(self, filelike: "SupportsRead[bytes]", blksize: int = 65536) -> None:
         self.filelike = filelike
         self.blksize = blksize
         if hasattr(filelike, "close"):
             self.close = filelike.close
 
-    def __iter__(self):
+    def __iter__(self) -> "FileWrapper":
         return self
 
-    def __next__(self):
+    def __next__(self) -> bytes:
         data = self.filelike.read(self.blksize)
         if data:
             return data

@@ -16,10 +16,22 @@ Values are converted and checked by the setting's converter, which raises
 :class:`ConfigError` with a sentence an operator can act on.
 """
 
+from __future__ import annotations
+
 import os
 
 from gateways.address import parse_bind
 from gateways.errors import ConfigError
+
+# The CGI path imports this module when GATEWAYS_* variables are set: no typing at run time.
+TYPE_CHECKING = False  # mypy reads the imports below; the interpreter never does
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
+    from typing import Any, TypeGuard, TypeVar
+
+    from _typeshed.wsgi import WSGIApplication
+
+    _T = TypeVar("_T")
 
 APP_COMMANDS = ("serve", "cgi", "run", "fastcgi", "scgi", "uwsgi")
 COMMANDS = APP_COMMANDS + ("conf",)
@@ -32,8 +44,9 @@ class Setting:
     __slots__ = ("name", "flag", "commands", "convert", "default", "metavar", "help", "env",
                  "section", "flag_only")
 
-    def __init__(self, name, flag, commands, convert, default, metavar, help,
-                 section="Application"):
+    def __init__(self, name: str, flag: str, commands: tuple[str, ...],
+                 convert: Callable[[Any], Any], default: Any, metavar: str | None,
+                 help: str | dict[str, str], section: str = "Application") -> None:
         self.name = name
         self.flag = flag
         self.commands = commands
@@ -45,39 +58,39 @@ class Setting:
         self.section = section
         self.flag_only = convert is flag_value
 
-    def default_for(self, command):
+    def default_for(self, command: str) -> Any:
         if isinstance(self.default, dict):
             return self.default.get(command)
         return self.default
 
-    def help_for(self, command):
+    def help_for(self, command: str) -> str:
         if isinstance(self.help, dict):
             return self.help.get(command, self.help["*"])
         return self.help
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return "<Setting %s>" % self.flag
 
 
 # -- converters ---------------------------------------------------------------
 
 
-def flag_value(text):
+def flag_value(text: object) -> bool:
     """Marker converter for on/off flags (they take no value)."""
     return bool(text)
 
 
-def text_value(text):
+def text_value(text: _T) -> _T:
     return text
 
 
-def _number(value):
+def _number(value: object) -> TypeGuard[int | float]:
     """True for an int or float given from Python (a bool is not a number here)."""
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-def count(minimum):
-    def convert(text):
+def count(minimum: int) -> Callable[[object], int]:
+    def convert(text: object) -> int:
         if _number(text) and text == int(text):
             value = int(text)
         elif isinstance(text, str) and text.strip().lstrip("+-").isdigit():
@@ -96,7 +109,7 @@ _UNITS = {"": 1, "k": 1024, "kb": 1024, "kib": 1024, "m": 1024**2, "mb": 1024**2
           "mib": 1024**2, "g": 1024**3, "gb": 1024**3, "gib": 1024**3}
 
 
-def size(text):
+def size(text: object) -> int:
     """Bytes, with an optional K, M or G suffix (powers of 1024)."""
     if _number(text):
         if text != int(text) or text < 0:
@@ -110,7 +123,7 @@ def size(text):
     return int(number) * _UNITS[unit]
 
 
-def seconds(text):
+def seconds(text: Any) -> float:
     """Seconds, a number > 0 (fractions allowed)."""
     if _number(text):
         value = float(text)
@@ -131,7 +144,7 @@ class UmaskMode(int):
     ``umask=0`` relies on it (``--socket-mode`` refuses such modes)."""
 
 
-def file_mode(text):
+def file_mode(text: object) -> int:
     """An octal permission mode such as 0660; never writable by others."""
     if isinstance(text, UmaskMode):
         return text
@@ -152,13 +165,13 @@ def file_mode(text):
     return value
 
 
-def bind_value(text):
+def bind_value(text: str) -> str:
     """unix:PATH, HOST:PORT, [IPv6]:PORT or fd:N (checked by the listener)."""
     parse_bind(text)  # raises ConfigError with the reason
     return text
 
 
-def log_level(text):
+def log_level(text: object) -> str:
     """debug, info, warning or error."""
     value = str(text).lower()
     if value not in ("debug", "info", "warning", "error"):
@@ -166,7 +179,7 @@ def log_level(text):
     return value
 
 
-def _cpus():
+def _cpus() -> int:
     try:
         return max(1, len(os.sched_getaffinity(0)))
     except (AttributeError, OSError):
@@ -294,7 +307,7 @@ SETTINGS = (
 BY_NAME = {s.name: s for s in SETTINGS}
 
 
-def for_command(command):
+def for_command(command: str) -> list[Setting]:
     """The settings of ``command``, in table order."""
     return [s for s in SETTINGS if command in s.commands]
 
@@ -302,11 +315,46 @@ def for_command(command):
 class Config:
     """The resolved settings of one command: attributes named after the settings."""
 
-    def __init__(self, command, values):
+    # For mypy: the settings, as their converters leave them (None: not set).  Only
+    # those of ``command`` are there (tests/test_settings.py keeps this list whole).
+    app: str | WSGIApplication  # APP (an APP string or a WSGI callable from Python)
+    app_dir: str | None
+    prefix: str
+    python: str
+    user: str
+    script: str
+    backends: str
+    script_name: str | None
+    debug: bool
+    iis: bool
+    bind: str | None
+    socket_mode: int
+    socket_group: str | None
+    socket_owner: str | None
+    backlog: int
+    processes: int
+    threads: int
+    max_requests: int
+    max_requests_jitter: int
+    timeout: float
+    graceful_timeout: float
+    read_timeout: float
+    keepalive_timeout: float
+    max_body: int
+    spool_threshold: int
+    max_header_size: int
+    max_params: int
+    log_file: str | None
+    log_level: str
+    pid_file: str | None
+    reload: bool
+    ini: str | None
+
+    def __init__(self, command: str, values: Mapping[str, Any]) -> None:
         self.command = command
         self.__dict__.update(values)
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         items = sorted((k, v) for k, v in self.__dict__.items() if k != "command")
         return "Config(%s, %s)" % (self.command, ", ".join("%s=%r" % kv for kv in items))
 
@@ -314,7 +362,7 @@ class Config:
 _TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
 
 
-def _env_flag(setting, raw):
+def _env_flag(setting: Setting, raw: str) -> bool:
     value = raw.strip().lower()
     if value in _TRUE or value in _FALSE:
         return value in _TRUE
@@ -322,13 +370,14 @@ def _env_flag(setting, raw):
         setting.flag, raw, "/".join(_TRUE + _FALSE), setting.env))
 
 
-def env_flag(name, raw):
+def env_flag(name: str, raw: str) -> bool:
     """The on/off value of ``GATEWAYS_<NAME>`` set to ``raw``; ConfigError when it is
     neither (the CGI path reads its variables with this, as ``resolve`` does)."""
     return _env_flag(BY_NAME[name], raw)
 
 
-def resolve(command, given, environ=None):
+def resolve(command: str, given: Mapping[str, Any],
+            environ: Mapping[str, str] | None = None) -> Config:
     """Turn raw option values (``None`` = not given) into a checked :class:`Config`.
 
     A setting not given takes its environment variable ``GATEWAYS_<NAME>``
@@ -336,7 +385,7 @@ def resolve(command, given, environ=None):
     way), then its default.  Raises :class:`ConfigError` naming the option.
     """
     environ = os.environ if environ is None else environ
-    values = {}
+    values: dict[str, Any] = {}
     for setting in for_command(command):
         raw = given.get(setting.name)
         source = ""
@@ -361,7 +410,7 @@ def resolve(command, given, environ=None):
     return Config(command, values)
 
 
-def rst_options(command):
+def rst_options(command: str) -> str:
     """The option list of ``command`` as reStructuredText (for README.rst)."""
     lines = []
     for setting in for_command(command):

@@ -7,6 +7,7 @@ import pytest
 
 from gateways.settings import (
     SETTINGS,
+    Config,
     ConfigError,
     count,
     file_mode,
@@ -114,6 +115,11 @@ def test_every_setting_has_help_and_a_known_command():
         for command in setting.commands:
             assert command in ("serve", "cgi", "run", "fastcgi", "scgi", "uwsgi", "conf")
             assert setting.help_for(command).endswith(".")
+
+
+def test_config_declares_every_setting_for_mypy():
+    # Config's class annotations are what mypy knows of config.NAME: one per setting.
+    assert sorted(Config.__annotations__) == sorted(s.name for s in SETTINGS)
 
 
 def test_rst_options_lists_every_flag_of_the_command():

@@ -27,6 +27,31 @@ them all (:class:`gateways.server.handler.BaseHandler`):
 
 from __future__ import annotations
 
+TYPE_CHECKING = False  # mypy reads the block below; the interpreter never does
+if TYPE_CHECKING:
+    from typing import Protocol
+
+    from gateways.protocol.events import Event
+
+    class Core(Protocol):
+        """What every protocol core offers the server (the list above); the engine's
+        loop (:meth:`gateways.server.handler.BaseHandler.serve`) is typed on it."""
+
+        def feed(self, data: bytes) -> list[Event]: ...
+
+        def eof(self) -> list[Event]: ...
+
+        def data_to_send(self) -> bytes: ...
+
+        @property
+        def busy(self) -> bool: ...
+
+        @property
+        def should_close(self) -> bool: ...
+
+        @property
+        def error(self) -> ProtocolError | None: ...
+
 
 class ProtocolError(Exception):
     """The peer broke the protocol; ``str(error)`` is a one-line reason."""

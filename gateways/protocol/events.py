@@ -17,8 +17,6 @@ changed after they are made.  Don't subclass these.
 
 from __future__ import annotations
 
-from typing import Any, Optional
-
 
 class Event:
     """Base of the events; equality and repr from ``__slots__``."""
@@ -47,7 +45,7 @@ class Request(Event):
 
     __slots__ = ("params", "content_length", "request_id", "keep_conn")
 
-    def __init__(self, params: dict[str, str], content_length: Optional[int] = None,
+    def __init__(self, params: dict[str, str], content_length: int | None = None,
                  request_id: int = 0, keep_conn: bool = False) -> None:
         self.params = params
         self.content_length = content_length
@@ -83,4 +81,4 @@ class Abort(Event):
         self.request_id = request_id
 
 
-EVENTS: tuple[type[Any], ...] = (Request, Data, EndOfBody, Abort)
+EVENTS: tuple[type[Event], ...] = (Request, Data, EndOfBody, Abort)

@@ -43,10 +43,19 @@ before the violation in the same ``feed()`` are returned (``error`` is then
 set), and every later ``feed()`` raises the error; the server closes it.
 """
 
+from __future__ import annotations
+
 import struct
 
 from gateways.protocol import ProtocolError, Truncated, join_repeated
 from gateways.protocol.events import Abort, Data, EndOfBody, Request
+
+TYPE_CHECKING = False  # mypy reads the imports below; the interpreter never does
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+    from typing import Any
+
+    from gateways.protocol.events import Event
 
 # §8 Constants.
 VERSION_1 = 1
@@ -139,12 +148,12 @@ class StdinBeforeParams(FastCGIError):
 # -- encoding helpers --------------------------------------------------------------------
 
 
-def record(rtype, request_id, content=b""):
+def record(rtype: int, request_id: int, content: bytes = b"") -> bytes:
     """One record; ``content`` must be at most 65535 bytes (§3.3)."""
     return HEADER.pack(VERSION_1, rtype, request_id, len(content), 0) + content
 
 
-def stream_records(rtype, request_id, data):
+def stream_records(rtype: int, request_id: int, data: bytes) -> bytes:
     """``data`` as records of at most 65535 bytes; nothing for empty ``data``.
 
     An empty record would end the stream (§3.3): :func:`record` writes that.
@@ -154,7 +163,7 @@ def stream_records(rtype, request_id, data):
     if len(data) <= MAX_CONTENT:
         return HEADER.pack(VERSION_1, rtype, request_id, len(data), 0) + data
     view = memoryview(data)
-    parts = []
+    parts: list[bytes | memoryview] = []
     for start in range(0, len(data), MAX_CONTENT):
         piece = view[start:start + MAX_CONTENT]
         parts.append(HEADER.pack(VERSION_1, rtype, request_id, len(piece), 0))
@@ -162,9 +171,9 @@ def stream_records(rtype, request_id, data):
     return b"".join(parts)
 
 
-def encode_pairs(pairs):
+def encode_pairs(pairs: Iterable[tuple[str | bytes, str | bytes]]) -> bytes:
     """Name-value pairs (§3.4) from (str or bytes) pairs; str is encoded latin-1."""
-    out = []
+    out: list[bytes] = []
     for name, value in pairs:
         if isinstance(name, str):
             name = name.encode("latin-1")
@@ -178,7 +187,7 @@ def encode_pairs(pairs):
     return b"".join(out)
 
 
-def decode_pairs(data, max_pairs):
+def decode_pairs(data: bytes, max_pairs: int) -> dict[str, str]:
     """Decode name-value pairs (§3.4) into a dict of latin-1 str.
 
     The loop below is the hot path of every request: it assumes the common
@@ -187,7 +196,7 @@ def decode_pairs(data, max_pairs):
     which joins repeated names and names the violation.
     """
     text = data.decode("latin-1")  # one decode; offsets are the same in both
-    params = {}
+    params: dict[str, str] = {}
     pos = 0
     end = len(data)
     count = 0
@@ -212,9 +221,9 @@ def decode_pairs(data, max_pairs):
     return params
 
 
-def _decode_pairs_checked(data, text, max_pairs):
+def _decode_pairs_checked(data: bytes, text: str, max_pairs: int) -> dict[str, str]:
     """:func:`decode_pairs` one check at a time: names every violation, joins repeats."""
-    params = {}
+    params: dict[str, str] = {}
     pos = 0
     end = len(data)
     count = 0
@@ -267,7 +276,8 @@ class Connection:
     request, or 0).
     """
 
-    def __init__(self, max_params_size=65536, max_params=1000, max_conns=1, max_reqs=1):
+    def __init__(self, max_params_size: int = 65536, max_params: int = 1000, max_conns: int = 1,
+                 max_reqs: int = 1) -> None:
         self.max_params_size = max_params_size
         self.max_params = max_params
         self.values = {
@@ -280,30 +290,31 @@ class Connection:
         self.request_id = 0
         self.keep_conn = False
         self._state = _IDLE
-        self._params = []
+        self._params: list[bytes] = []
         self._params_size = 0
         self._stderr_used = False
-        self._buffer = None  # bytes of an incomplete record (a bytearray), or None
+        self._buffer: bytearray | None = None  # bytes of an incomplete record, or None
         self._need = 0  # how many bytes that record needs before it can be parsed
         # An FCGI_STDIN record of the active request is passed on as its bytes
         # arrive, not buffered whole: what is left of its content and padding.
         self._stdin_left = 0
         self._padding_left = 0
-        self._error = None
+        # The violation that stopped the connection, as (class, args): see feed().
+        self._error: tuple[type[ProtocolError], tuple[Any, ...]] | None = None
 
     # -- input --------------------------------------------------------------------
 
-    def feed(self, data):
+    def feed(self, data: bytes) -> list[Event]:
         """Consume ``data``; return the list of events it completes.
 
         The body (FCGI_STDIN) comes out as it arrives: a record split across
         two ``feed()`` calls gives two :class:`Stdin` events.
         """
         if self._error is not None:
-            raise self.error
+            raise self.error  # type: ignore[misc]  # not None: _error is set
         if not data:
             return []
-        events = []
+        events: list[Event] = []
         try:
             self._feed(data, events)
         except ProtocolError as error:
@@ -318,7 +329,7 @@ class Connection:
         return events
 
     @property
-    def error(self):
+    def error(self) -> ProtocolError | None:
         """The violation that stopped this connection (a new exception each time), or None.
 
         Set when a feed() met a violation after events it returned: the server
@@ -329,7 +340,7 @@ class Connection:
         cls, args = self._error
         return cls(*args)
 
-    def _feed(self, data, events):
+    def _feed(self, data: bytes, events: list[Event]) -> None:
         pos = 0
         if self._stdin_left or self._padding_left:
             pos = self._rest_of_stdin(data, events)
@@ -389,7 +400,7 @@ class Connection:
                 self._need = 8
             self._buffer = bytearray(memoryview(data)[pos:])
 
-    def _rest_of_stdin(self, data, events):
+    def _rest_of_stdin(self, data: bytes, events: list[Event]) -> int:
         """The rest of a STDIN record begun in an earlier feed(); how much of ``data`` it took."""
         size = len(data)
         pos = left = self._stdin_left
@@ -404,7 +415,7 @@ class Connection:
         self._padding_left -= skip
         return pos + skip
 
-    def _request_record(self, rtype, rid, content, events):
+    def _request_record(self, rtype: int, rid: int, content: bytes, events: list[Event]) -> None:
         """A record of the active request other than its body (feed() passes that on)."""
         state = self._state
         if state == _ABORTED and rtype in (STDIN, PARAMS, DATA):
@@ -447,7 +458,7 @@ class Connection:
         else:
             raise UnexpectedRecordType("record type %d is not for an application" % rtype)
 
-    def _begin_request(self, rid, content):
+    def _begin_request(self, rid: int, content: bytes) -> None:
         if len(content) != 8:
             raise BadBeginRequest("FCGI_BEGIN_REQUEST body of %d bytes" % len(content))
         role, flags = BEGIN_BODY.unpack(content)
@@ -466,7 +477,7 @@ class Connection:
         self._params_size = 0
         self._stderr_used = False
 
-    def _management_record(self, rtype, content):
+    def _management_record(self, rtype: int, content: bytes) -> None:
         if rtype == GET_VALUES:
             asked = decode_pairs(content, self.max_params)
             answer = [(name, self.values[name]) for name in asked if name in self.values]
@@ -481,32 +492,32 @@ class Connection:
             # §4.2: an unknown management type is answered, not fatal.
             self.outgoing += record(UNKNOWN_TYPE, 0, bytes((rtype,)) + bytes(7))
 
-    def data_to_send(self):
+    def data_to_send(self) -> bytes:
         """The bytes of the automatic answers queued so far (they are cleared)."""
         data = bytes(self.outgoing)
         self.outgoing.clear()
         return data
 
     @property
-    def body_complete(self):
+    def body_complete(self) -> bool:
         """The active request's FCGI_STDIN stream has ended."""
         return self._state == _RUNNING
 
     @property
-    def mid_record(self):
+    def mid_record(self) -> bool:
         """Part of a record has arrived and the rest has not (a stall shows here)."""
         return bool(self._buffer or self._stdin_left or self._padding_left)
 
     @property
-    def busy(self):
+    def busy(self) -> bool:
         """A request is under way or a record half there: a stall is a stall now."""
         return bool(self.request_id) or self.mid_record
 
-    def eof(self):
+    def eof(self) -> list[Event]:
         """The web server closed the connection: ``[]``, or :class:`Truncated` when it
         left a record or a request unfinished (§3.3: nothing to answer then)."""
         if self._error is not None:
-            raise self.error
+            raise self.error  # type: ignore[misc]  # not None: _error is set
         if self.mid_record:
             reason = "connection closed in the middle of a record"
         elif self.request_id:
@@ -518,18 +529,18 @@ class Connection:
 
     # -- output -------------------------------------------------------------------
 
-    def stdout(self, data):
+    def stdout(self, data: bytes) -> bytes:
         """FCGI_STDOUT records carrying ``data`` for the active request."""
         return stream_records(STDOUT, self.request_id, data)
 
-    def stderr(self, data):
+    def stderr(self, data: bytes) -> bytes:
         """FCGI_STDERR records carrying ``data`` for the active request."""
         if not data:
             return b""
         self._stderr_used = True
         return stream_records(STDERR, self.request_id, data)
 
-    def end_request(self, data=b"", app_status=0):
+    def end_request(self, data: bytes = b"", app_status: int = 0) -> bytes:
         """Last ``data`` for stdout, the streams' end records and FCGI_END_REQUEST (§5.5).
 
         The request stops being active; ``should_close`` tells whether the
@@ -550,7 +561,7 @@ class Connection:
         return out
 
 
-def _version_reason(data, pos):
+def _version_reason(data: bytes, pos: int) -> str:
     head = bytes(data[pos:pos + 8])
     if head[:4] in (b"GET ", b"POST", b"HEAD", b"PUT ", b"DELE", b"OPTI", b"PATC"):
         return "an HTTP request arrived on the FastCGI socket (%r...)" % head

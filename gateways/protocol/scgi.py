@@ -32,8 +32,17 @@ there is no response writer here, only :func:`make_request` to build requests
 for clients, tests and benchmarks.
 """
 
+from __future__ import annotations
+
 from gateways.protocol import ProtocolError, Truncated, join_repeated
 from gateways.protocol.events import Data, EndOfBody, Request
+
+TYPE_CHECKING = False  # mypy reads the imports below; the interpreter never does
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+    from typing import Any
+
+    from gateways.protocol.events import Event
 
 # The events and the truncation error are shared by every core; importable here too.
 __all__ = ["Data", "EndOfBody", "Request", "SCGIRequestParser", "Truncated", "make_request"]
@@ -94,7 +103,7 @@ class TooManyHeaders(ProtocolError):
     """more headers than the limit"""
 
 
-def _prefix_error(prefix):
+def _prefix_error(prefix: bytes | bytearray) -> ProtocolError:
     """The error for a length prefix (at most a few bytes) that is not all digits."""
     digits = 0
     while digits < len(prefix) and 48 <= prefix[digits] <= 57:
@@ -119,16 +128,16 @@ class SCGIRequestParser:
     __slots__ = ("_buf", "_error", "_length", "_remaining", "_size_digits", "_state",
                  "max_header_size", "max_params")
 
-    def __init__(self, max_header_size=65536, max_params=1000):
+    def __init__(self, max_header_size: int = 65536, max_params: int = 1000) -> None:
         self.max_header_size = max_header_size
         self.max_params = max_params
         self._size_digits = len(str(max_header_size))
-        self._buf = None  # a bytearray only while the header netstring is incomplete
+        self._buf: bytearray | None = None  # only while the header netstring is incomplete
         self._state = _HEADER
         self._length = self._remaining = 0
-        self._error = None
+        self._error: tuple[type[ProtocolError], tuple[Any, ...]] | None = None
 
-    def feed(self, data):
+    def feed(self, data: bytes | bytearray) -> list[Event]:
         state = self._state
         if state is _BODY:
             return self._body(data)
@@ -142,28 +151,28 @@ class SCGIRequestParser:
                 self._fail(error)
                 raise
         if state is _ERROR:
-            raise self.error
+            raise self.error  # type: ignore[misc]  # not None in the error state
         return []  # _DONE: §2, one request per connection; later bytes are ignored
 
-    def _fail(self, error):
+    def _fail(self, error: ProtocolError) -> None:
         # Kept as (class, args), not the exception: a raised exception holds its
         # traceback, whose frames hold this parser, a cycle per bad connection.
         self._state, self._error, self._buf = _ERROR, (type(error), error.args), None
 
     @property
-    def error(self):
+    def error(self) -> ProtocolError | None:
         """The violation that stopped this parser (a new exception each time), or None."""
         if self._error is None:
             return None
         cls, args = self._error
         return cls(*args)
 
-    def eof(self):
+    def eof(self) -> list[Event]:
         state = self._state
         if state is _DONE:
             return []
         if state is _ERROR:
-            raise self.error
+            raise self.error  # type: ignore[misc]  # not None in the error state
         if state is _HEADER:
             got = len(self._buf) if self._buf is not None else 0
             error = Truncated(f"connection closed after {got} bytes of the header netstring")
@@ -174,25 +183,25 @@ class SCGIRequestParser:
         raise error
 
     @property
-    def busy(self):
+    def busy(self) -> bool:
         """Part of the request has arrived: a peer that stops now is stalled."""
         return self._buf is not None or self._state is not _HEADER
 
     @property
-    def should_close(self):
+    def should_close(self) -> bool:
         """§2: one request per connection; the server closes after answering it."""
         return self._state is _DONE
 
-    def data_to_send(self):
+    def data_to_send(self) -> bytes:
         """Nothing: SCGI has no answers of its own (the response is the server's)."""
         return b""
 
-    def _incomplete(self, buf):
+    def _incomplete(self, buf: bytes | bytearray) -> list[Event]:
         if self._buf is None:
             self._buf = bytearray(buf)
         return []
 
-    def _header(self, buf):
+    def _header(self, buf: bytes | bytearray) -> list[Event]:
         # §3: the headers come first, as a netstring (§4: [len]":"[string]",").
         colon = buf.find(b":", 0, self._size_digits + 1)
         if colon <= 0:
@@ -224,7 +233,7 @@ class SCGIRequestParser:
         if buf[end] != 44:
             raise MissingComma(f"header netstring ends with {bytes(buf[end:end + 1])!r}, not ','")
         params, length = self._params(buf[colon + 1:end].decode("latin-1"))
-        events = [Request(params, length)]
+        events: list[Event] = [Request(params, length)]
         self._buf = None
         if length == 0:
             self._state = _DONE
@@ -236,7 +245,7 @@ class SCGIRequestParser:
             events += self._body(buf[end + 1:])
         return events
 
-    def _params(self, block):
+    def _params(self, block: str) -> tuple[dict[str, str], int]:
         # §3: headers ::= header*, header ::= name NUL value NUL; one decode, one split.
         parts = block.split("\0")
         if parts[-1]:
@@ -274,12 +283,12 @@ class SCGIRequestParser:
         return params, int(length)
 
     @staticmethod
-    def _join_repeats(parts):
+    def _join_repeats(parts: list[str]) -> dict[str, str]:
         """§3: "Duplicate names are not allowed in the headers" — except that nginx
         before 1.23 sends a repeated request header as two ``HTTP_*`` headers.  Those
         are joined the way a web server joins them (RFC 3875 §4.1.18); any other
         name sent twice is an error."""
-        params = {}
+        params: dict[str, str] = {}
         for index in range(0, len(parts) - 1, 2):
             name, value = parts[index], parts[index + 1]
             if name not in params:
@@ -290,7 +299,7 @@ class SCGIRequestParser:
                 raise DuplicateHeader(f"header {name[:40]!r} sent twice")
         return params
 
-    def _body(self, data):
+    def _body(self, data: bytes | bytearray) -> list[Event]:
         size = len(data)
         if not size:
             return []
@@ -304,7 +313,7 @@ class SCGIRequestParser:
         return [Data(data[:remaining] if size > remaining else data), EndOfBody()]
 
 
-def make_request(params, body=b""):
+def make_request(params: Mapping[str, str], body: bytes = b"") -> bytes:
     """Return the bytes of a valid SCGI request carrying ``params`` and ``body``.
 
     ``params`` maps str to str (latin-1 code points).  CONTENT_LENGTH is

@@ -9,11 +9,19 @@ that ends exactly at the end of the body (PEP 3333: never read past
 CONTENT_LENGTH; ``wsgi.input_terminated`` holds).
 """
 
+from __future__ import annotations
+
 import io
 import tempfile
 
 from gateways.environ import content_length
 from gateways.response import BAD_CONTENT_LENGTH, TOO_LARGE
+
+TYPE_CHECKING = False  # mypy reads the imports below; the interpreter never does
+if TYPE_CHECKING:
+    from typing import IO
+
+    from gateways.response import Refusal
 
 EMPTY = b""
 
@@ -27,14 +35,14 @@ class Body:
 
     __slots__ = ("parts", "size", "file", "threshold", "limit")
 
-    def __init__(self, threshold, limit):
-        self.parts = []
+    def __init__(self, threshold: int, limit: int) -> None:
+        self.parts: list[bytes] | None = []  # None once the body went to self.file
         self.size = 0
-        self.file = None
+        self.file: IO[bytes] | None = None
         self.threshold = threshold
         self.limit = limit
 
-    def add(self, data):
+    def add(self, data: bytes) -> None:
         size = self.size + len(data)
         if size > self.limit:
             raise BodyTooLarge("request body over %d bytes" % self.limit)
@@ -43,14 +51,14 @@ class Body:
             self.file.write(data)
         elif size > self.threshold:
             self.file = tempfile.TemporaryFile(prefix="gateways-body-")
-            for part in self.parts:
+            for part in self.parts:  # type: ignore[union-attr]  # None only with a file
                 self.file.write(part)
             self.file.write(data)
             self.parts = None
         else:
-            self.parts.append(data)
+            self.parts.append(data)  # type: ignore[union-attr]  # None only with a file
 
-    def stream(self):
+    def stream(self) -> IO[bytes]:
         """The body as a file positioned at its start."""
         if self.file is not None:
             self.file.seek(0)
@@ -60,12 +68,12 @@ class Body:
             return io.BytesIO()
         return io.BytesIO(parts[0] if len(parts) == 1 else EMPTY.join(parts))
 
-    def close(self):
+    def close(self) -> None:
         if self.file is not None:
             self.file.close()
 
 
-def check_length(value, limit):
+def check_length(value: str | None, limit: int) -> Refusal | None:
     """None when a CONTENT_LENGTH value is acceptable, else the :class:`Refusal`."""
     if not value:
         return None

@@ -11,6 +11,8 @@ timeout.  Only when a call would block are the timeouts set, once, and the
 call repeated as a blocking one.
 """
 
+from __future__ import annotations
+
 import _socket
 
 _DONTWAIT = _socket.MSG_DONTWAIT
@@ -25,18 +27,18 @@ class Channel:
 
     __slots__ = ("sock", "timeouts", "armed")
 
-    def __init__(self, sock, timeouts=None):
+    def __init__(self, sock: _socket.socket, timeouts: tuple[bytes, bytes] | None = None) -> None:
         self.sock = sock
         self.timeouts = timeouts
         self.armed = timeouts is None
 
-    def arm(self):
-        receive, send = self.timeouts
+    def arm(self) -> None:
+        receive, send = self.timeouts  # type: ignore[misc]  # not armed: there are timeouts
         self.sock.setsockopt(_LEVEL, _RCV, receive)
         self.sock.setsockopt(_LEVEL, _SND, send)
         self.armed = True
 
-    def recv(self, size):
+    def recv(self, size: int) -> bytes:
         """Block up to the receive timeout; ``BlockingIOError`` when it passed."""
         if not self.armed:
             try:
@@ -45,11 +47,11 @@ class Channel:
                 self.arm()
         return self.sock.recv(size)
 
-    def recv_ready(self, size):
+    def recv_ready(self, size: int) -> bytes:
         """What has arrived, without waiting (``BlockingIOError`` when nothing)."""
         return self.sock.recv(size, _DONTWAIT)
 
-    def sendall(self, data):
+    def sendall(self, data: bytes | memoryview) -> None:
         """Send everything; ``BlockingIOError`` when the peer stops reading."""
         if not self.armed:
             try:
@@ -63,5 +65,5 @@ class Channel:
         self.sock.sendall(data)
 
     @property
-    def family(self):
+    def family(self) -> int:
         return self.sock.family

@@ -23,13 +23,22 @@ from __future__ import annotations
 
 import os
 import socket
-from typing import Any
 
 from gateways.protocol import ProtocolError
 from gateways.protocol.events import Abort
 from gateways.protocol.fastcgi import Connection
 from gateways.response import ClientDisconnected, Refusal
 from gateways.server.handler import RECV_SIZE, BaseHandler
+
+TYPE_CHECKING = False  # mypy reads the imports below; the interpreter never does
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+    from typing import Any
+
+    from _typeshed.wsgi import ErrorStream as TextStream
+
+    from gateways.server.channel import Channel
+    from gateways.settings import Config
 
 _INET = (socket.AF_INET, socket.AF_INET6)
 
@@ -48,7 +57,7 @@ class ErrorStream:
 
     __slots__ = ("transport", "pending", "fallback")
 
-    def __init__(self, transport: Transport, fallback: Any) -> None:
+    def __init__(self, transport: Transport, fallback: TextStream) -> None:
         self.transport = transport
         self.pending: list[str] = []
         self.fallback = fallback
@@ -60,7 +69,7 @@ class ErrorStream:
             self.fallback.write(text)
         return len(text)
 
-    def writelines(self, lines: Any) -> None:
+    def writelines(self, lines: Iterable[str]) -> None:
         for line in lines:
             self.write(line)
 
@@ -82,20 +91,23 @@ class Transport:
 
     __slots__ = ("channel", "conn", "errors", "active", "broken", "aborted", "handler")
     status_prefix = "Status: "  # FastCGI §6.1: the CGI response format
+    # The connection being served; None between connections, when only reset() is called.
+    channel: Channel
+    conn: Connection
 
     def __init__(self, handler: FastCGIHandler) -> None:
         self.handler = handler
-        self.channel: Any = None
-        self.conn: Any = None
+        self.channel = None  # type: ignore[assignment]  # see above
+        self.conn = None  # type: ignore[assignment]
         self.errors = ErrorStream(self, handler.errors)
         self.active = self.broken = self.aborted = False
 
     # -- for the handler's loop --------------------------------------------------------
 
-    def reset(self, channel: Any, conn: Any) -> None:
+    def reset(self, channel: Channel | None, conn: Connection | None) -> None:
         """Serve a new connection (or none)."""
-        self.channel = channel
-        self.conn = conn
+        self.channel = channel  # type: ignore[assignment]  # None: see above
+        self.conn = conn  # type: ignore[assignment]
         self.active = self.broken = self.aborted = False
         self.errors.pending = []
 
@@ -205,7 +217,7 @@ class FastCGIHandler(BaseHandler):
     gateway = "FastCGI"
     Transport = Transport
 
-    def setup(self, config: Any) -> None:
+    def setup(self, config: Config) -> None:
         self.keepalive_timeout = config.keepalive_timeout
         self.max_conns = config.processes * config.threads
         self.allowed = allowed_addresses(os.environ.get("FCGI_WEB_SERVER_ADDRS"))
@@ -214,7 +226,7 @@ class FastCGIHandler(BaseHandler):
         return Connection(self.max_header_size, self.max_params, self.max_conns,
                           self.max_conns)
 
-    def accept_peer(self, channel: Any, address: Any) -> bool:
+    def accept_peer(self, channel: Channel, address: Any) -> bool:
         if self.allowed is None or channel.family not in _INET or address[0] in self.allowed:
             return True
         self.log.warning("FastCGI: refused a connection from %s: not in "

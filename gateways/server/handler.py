@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import _socket
 import struct
-from typing import Any
 
 from gateways.environ import EnvironBuilder, normalize_mount
 from gateways.protocol import ProtocolError
@@ -37,12 +36,43 @@ from gateways.response import TOO_LARGE, FileWrapper, Refusal
 from gateways.response import run as run_app
 from gateways.server.body import Body, BodyTooLarge, check_length
 
+TYPE_CHECKING = False  # mypy reads the block below; the interpreter never does
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from logging import Logger
+    from typing import Any, Protocol
+
+    from _typeshed.wsgi import ErrorStream, WSGIApplication
+
+    from gateways.protocol import Core
+    from gateways.response import Transport
+    from gateways.server.channel import Channel
+    from gateways.server.worker import ThreadState
+    from gateways.settings import Config
+
+    class HandlerTransport(Transport, Protocol):
+        """A protocol's ``Transport``: the response side of :mod:`gateways.response`
+        plus what the loop of :class:`BaseHandler` calls (the module docstring)."""
+
+        @property
+        def errors(self) -> ErrorStream: ...  # the request's wsgi.errors
+
+        def reset(self, channel: Channel | None, core: Any) -> None: ...
+
+        def start(self) -> None: ...
+
+        def done(self) -> bool: ...
+
+        def refuse(self, refusal: Refusal) -> bool: ...
+
+        def end_aborted(self, request_id: int) -> bool: ...
+
 RECV_SIZE = 65536  # below glibc's mmap threshold: recv buffers come from the heap
 _CRED = struct.Struct("3i")  # struct ucred: pid, uid, gid
 _SO_PEERCRED = getattr(_socket, "SO_PEERCRED", 17)
 
 
-def describe_peer(sock: Any, address: Any) -> str:
+def describe_peer(sock: _socket.socket, address: Any) -> str:
     """``127.0.0.1:41234``, or for a unix socket the peer's pid and uid (SO_PEERCRED)."""
     if isinstance(address, tuple) and address:
         host = address[0]
@@ -63,11 +93,12 @@ class BaseHandler:
     """
 
     gateway = "?"
-    Transport: Any = None
+    # The protocol's Transport class (called with the handler); each subclass sets it.
+    Transport: Callable[[Any], HandlerTransport] = None  # type: ignore[assignment]
     keepalive_timeout = 0.0  # connections that carry one request close after it
 
-    def __init__(self, app: Any, config: Any, log: Any, errors: Any, multiprocess: bool,
-                 state: Any) -> None:
+    def __init__(self, app: WSGIApplication, config: Config, log: Logger, errors: ErrorStream,
+                 multiprocess: bool, state: ThreadState) -> None:
         self.app = app
         self.log = log
         self.errors = errors  # the server's log stream, for wsgi.errors where needed
@@ -82,36 +113,37 @@ class BaseHandler:
         self.spool_threshold = config.spool_threshold
         self.max_header_size = config.max_header_size
         self.max_params = config.max_params
-        self.channel: Any = None
+        self.channel: Channel | None = None
         self.address: Any = None
         self.setup(config)
         self.transport = self.Transport(self)  # one per thread, reset for each connection
 
     @classmethod
-    def factory(cls, app: Any, config: Any, log: Any, errors: Any, multiprocess: bool) -> Any:
+    def factory(cls, app: WSGIApplication, config: Config, log: Logger, errors: ErrorStream,
+                multiprocess: bool) -> Callable[[ThreadState], BaseHandler]:
         """What the worker engine calls once per thread to get that thread's handler."""
 
-        def make_handler(state: Any) -> BaseHandler:
+        def make_handler(state: ThreadState) -> BaseHandler:
             return cls(app, config, log, errors, multiprocess, state)
 
         return make_handler
 
     # -- what a protocol provides --------------------------------------------------------
 
-    def setup(self, config: Any) -> None:
+    def setup(self, config: Config) -> None:
         """Read protocol-specific settings (subclass hook)."""
 
-    def new_core(self) -> Any:
+    def new_core(self) -> Core:
         """A sans-IO core for one connection (see :mod:`gateways.protocol`)."""
         raise TypeError("%s does not name its protocol core" % type(self).__name__)
 
-    def accept_peer(self, channel: Any, address: Any) -> bool:
+    def accept_peer(self, channel: Channel, address: Any) -> bool:
         """Whether to serve this peer at all (FastCGI's FCGI_WEB_SERVER_ADDRS)."""
         return True
 
     # -- the connection ------------------------------------------------------------------
 
-    def __call__(self, channel: Any, address: Any) -> None:
+    def __call__(self, channel: Channel, address: Any) -> None:
         self.channel, self.address = channel, address  # for log lines about the peer
         try:
             if self.accept_peer(channel, address):
@@ -125,11 +157,17 @@ class BaseHandler:
         finally:
             self.state.end()  # a no-op unless the connection broke mid-request
 
-    def serve(self, channel: Any, core: Any, transport: Any) -> None:
+    def serve(self, channel: Channel, core: Core, transport: HandlerTransport) -> None:
         """The one receive-and-dispatch loop (see the module docstring)."""
         state = self.state
         recv = channel.recv
         served = False
+        # A core sends Data, EndOfBody and Abort only after the request's Request:
+        # params and body are set then (mypy is told so below, where they are used).
+        params: dict[str, str] | None
+        body: Body | None
+        reject: Refusal | None
+        event: Any  # its type is taken once, as kind: mypy narrows type(event) is X, not kind
         params = body = reject = None
         while True:
             data = self.receive(recv, core.busy,
@@ -147,14 +185,14 @@ class BaseHandler:
             for event in events:
                 kind = type(event)
                 if kind is Data:
-                    reject = self.collect(body, event.data, reject)
+                    reject = self.collect(body, event.data, reject)  # type: ignore[arg-type]
                 elif kind is Request:
                     params = event.params
                     body, reject = self.begin(params)
                 elif kind is EndOfBody:
                     served = True
                     if reject is None:
-                        ok = self.respond(transport, params, body)
+                        ok = self.respond(transport, params, body)  # type: ignore[arg-type]
                     else:
                         ok = transport.refuse(reject)
                     params = body = reject = None
@@ -184,14 +222,16 @@ class BaseHandler:
 
     def peer(self) -> str:
         """Who is on the other end of the connection, for a log line."""
-        return describe_peer(self.channel.sock, self.address)
+        # Called while a connection is served: self.channel is set.
+        return describe_peer(self.channel.sock, self.address)  # type: ignore[union-attr]
 
     def protocol_error(self, exc: Exception) -> None:
         """The peer broke the protocol: one WARNING line naming it and the violation."""
         self.log.warning("%s: closing a connection from %s: %s", self.gateway, self.peer(),
                          exc)
 
-    def receive(self, recv: Any, busy: bool, idle_limit: float) -> bytes | None:
+    def receive(self, recv: Callable[[int], bytes], busy: bool,
+                idle_limit: float) -> bytes | None:
         """The next bytes from the peer (``b""`` at its end), or None: close now.
 
         ``recv`` returns after at most a tick (SO_RCVTIMEO).  ``busy``: a request
@@ -231,7 +271,7 @@ class BaseHandler:
         return body, reject
 
     @staticmethod
-    def collect(body: Any, data: bytes, reject: Refusal | None) -> Refusal | None:
+    def collect(body: Body, data: bytes, reject: Refusal | None) -> Refusal | None:
         """Add body bytes unless the request is already refused; the new refusal."""
         if reject is None:
             try:
@@ -241,7 +281,7 @@ class BaseHandler:
                 return TOO_LARGE
         return reject
 
-    def respond(self, transport: Any, params: dict[str, str], body: Body) -> bool:
+    def respond(self, transport: HandlerTransport, params: dict[str, str], body: Body) -> bool:
         """Run the application for one request; False when the connection cannot go on."""
         transport.start()
         environ = self.environ.build(params, body.stream(), transport.errors)

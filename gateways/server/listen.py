@@ -18,6 +18,8 @@ only after a connect() shows that nobody listens on it.
 Every failure is a :class:`~gateways.errors.ConfigError` with one line.
 """
 
+from __future__ import annotations
+
 import errno
 import os
 import socket
@@ -27,6 +29,12 @@ from gateways.address import address_in_use, parse_bind
 from gateways.errors import AddressInUse, ConfigError
 from gateways.fd0 import listening_socket
 
+TYPE_CHECKING = False  # mypy reads the imports below; the interpreter never does
+if TYPE_CHECKING:
+    from collections.abc import MutableMapping
+
+    from gateways.address import BindAddress
+
 SD_LISTEN_FDS_START = 3
 
 
@@ -35,7 +43,8 @@ class Listener:
 
     __slots__ = ("sock", "name", "family", "unix_path", "inode", "inherited")
 
-    def __init__(self, sock, name, unix_path=None, inherited=False):
+    def __init__(self, sock: socket.socket, name: str, unix_path: str | None = None,
+                 inherited: bool = False) -> None:
         self.sock = sock
         self.name = name
         self.family = sock.family
@@ -43,7 +52,7 @@ class Listener:
         self.inode = os.stat(unix_path).st_ino if unix_path else None
         self.inherited = inherited
 
-    def close(self, remove=True):
+    def close(self, remove: bool = True) -> None:
         """Close; remove the socket file if it is still the one we created."""
         self.sock.close()
         if remove and self.unix_path:
@@ -53,14 +62,14 @@ class Listener:
             except OSError:
                 pass
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return "Listener(%s)" % self.name
 
 
 # -- inherited sockets -------------------------------------------------------------
 
 
-def adopt_fd(fd, what):
+def adopt_fd(fd: int, what: str) -> Listener:
     """A listening stream socket of any family from an inherited fd, or ConfigError."""
     try:
         mode = os.fstat(fd).st_mode
@@ -80,7 +89,7 @@ def adopt_fd(fd, what):
     return Listener(sock, "%s (%s)" % (name, what), inherited=True)
 
 
-def _describe(sock):
+def _describe(sock: socket.socket) -> str:
     try:
         address = sock.getsockname()
     except OSError:
@@ -94,7 +103,7 @@ def _describe(sock):
     return "%s:%d" % address[:2]
 
 
-def systemd_fds(environ=None):
+def systemd_fds(environ: MutableMapping[str, str] | None = None) -> list[int]:
     """The fds systemd passed us (sd_listen_fds), or [] when none are ours."""
     environ = os.environ if environ is None else environ
     count = environ.get("LISTEN_FDS", "")
@@ -109,8 +118,10 @@ def systemd_fds(environ=None):
 # -- sockets we create ---------------------------------------------------------------
 
 
-def _unix_listener(address, mode, owner, group, backlog):
-    path = os.path.abspath(address.path)
+def _unix_listener(address: BindAddress, mode: int, owner: str | None, group: str | None,
+                   backlog: int) -> Listener:
+    # parse_bind() gives kind "unix" a path (mypy sees str | None):
+    path: str = os.path.abspath(address.path)  # type: ignore[type-var, assignment]
     directory = os.path.dirname(path)
     if not os.path.isdir(directory):
         raise ConfigError("--bind %s: directory %s does not exist" % (address.text, directory))
@@ -138,7 +149,7 @@ def _unix_listener(address, mode, owner, group, backlog):
     return Listener(sock, "unix:%s" % path, unix_path=path)
 
 
-def _remove_stale_socket(text, path):
+def _remove_stale_socket(text: str, path: str) -> None:
     try:
         mode = os.lstat(path).st_mode
     except FileNotFoundError:
@@ -160,7 +171,7 @@ def _remove_stale_socket(text, path):
     raise AddressInUse("--bind %s: another server is listening on %s" % (text, path))
 
 
-def _ids(owner, group):
+def _ids(owner: str | None, group: str | None) -> tuple[int, int]:
     uid = gid = -1
     if owner:
         import pwd
@@ -179,7 +190,7 @@ def _ids(owner, group):
     return uid, gid
 
 
-def _tcp_listener(address, backlog):
+def _tcp_listener(address: BindAddress, backlog: int) -> Listener:
     try:
         infos = socket.getaddrinfo(address.host, address.port, 0, socket.SOCK_STREAM,
                                    0, socket.AI_PASSIVE)
@@ -200,7 +211,9 @@ def _tcp_listener(address, backlog):
     return Listener(sock, _describe(sock))
 
 
-def open_listeners(bind, *, mode=0o660, owner=None, group=None, backlog=1024, environ=None):
+def open_listeners(bind: str | None, *, mode: int = 0o660, owner: str | None = None,
+                   group: str | None = None, backlog: int = 1024,
+                   environ: MutableMapping[str, str] | None = None) -> list[Listener]:
     """The listeners for ``bind`` (a ``--bind`` string or None: inherited)."""
     if bind is None:
         fds = systemd_fds(environ)
@@ -217,5 +230,6 @@ def open_listeners(bind, *, mode=0o660, owner=None, group=None, backlog=1024, en
     if address.kind == "unix":
         return [_unix_listener(address, mode, owner, group, backlog)]
     if address.kind == "fd":
-        return [adopt_fd(address.fd, "--bind fd:%d" % address.fd)]
+        # parse_bind() gives kind "fd" an fd (mypy sees int | None):
+        return [adopt_fd(address.fd, "--bind fd:%d" % address.fd)]  # type: ignore[arg-type, str-format]
     return [_tcp_listener(address, backlog)]

@@ -7,11 +7,19 @@ formatted only when their level is on (the logging module's ``%`` style
 arguments), never on the request path.
 """
 
+from __future__ import annotations
+
 import logging
 import logging.handlers
 import sys
 
 from gateways.errors import ConfigError, stderr_open
+
+TYPE_CHECKING = False  # mypy reads the imports below; the interpreter never does
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+    from _typeshed.wsgi import ErrorStream
 
 FORMAT = "%(asctime)s gateways[%(process)d] %(levelname)s: %(message)s"
 LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING,
@@ -21,13 +29,13 @@ LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNI
 class _NullStream:
     """A text stream that drops what it is given (no stderr, no log file)."""
 
-    def write(self, text):
+    def write(self, text: str) -> int:
         return len(text)
 
-    def writelines(self, lines):
+    def writelines(self, lines: Iterable[str]) -> None:
         pass
 
-    def flush(self):
+    def flush(self) -> None:
         pass
 
 
@@ -43,28 +51,28 @@ class HandlerStream:
 
     __slots__ = ("handler",)
 
-    def __init__(self, handler):
+    def __init__(self, handler: logging.handlers.WatchedFileHandler) -> None:
         self.handler = handler
 
-    def write(self, text):
+    def write(self, text: str) -> int:
         handler = self.handler
         handler.acquire()
         try:
             handler.reopenIfNeeded()  # as the handler does before each log record
-            handler.stream.write(text)
+            handler.stream.write(text)  # type: ignore[union-attr]  # open: not closed yet
         finally:
             handler.release()
         return len(text)
 
-    def writelines(self, lines):
+    def writelines(self, lines: Iterable[str]) -> None:
         for line in lines:
             self.write(line)
 
-    def flush(self):
+    def flush(self) -> None:
         self.handler.flush()
 
 
-def setup(level="info", log_file=None):
+def setup(level: str = "info", log_file: str | None = None) -> tuple[logging.Logger, ErrorStream]:
     """Configure the ``gateways`` logger; return ``(logger, stream)``.
 
     ``stream`` is the text stream the log goes to; gateways without an error
@@ -75,6 +83,7 @@ def setup(level="info", log_file=None):
     log.propagate = False
     for handler in list(log.handlers):
         log.removeHandler(handler)
+    stream: ErrorStream
     if log_file:
         try:
             handler = logging.handlers.WatchedFileHandler(log_file)  # logrotate-friendly

@@ -9,8 +9,6 @@ a gateway passes in (:class:`gateways.server.fastcgi.FastCGIHandler`,
 
 from __future__ import annotations
 
-from typing import Any
-
 from gateways.errors import AppLoadError, ConfigError, traceback_text
 from gateways.loader import load_app
 from gateways.server import logs
@@ -18,8 +16,18 @@ from gateways.server.listen import open_listeners
 from gateways.server.master import Master
 from gateways.server.pidfile import PidFile
 
+TYPE_CHECKING = False  # mypy reads the imports below; the interpreter never does
+if TYPE_CHECKING:
+    from logging import Logger
 
-def run_server(handler: Any, app: Any, config: Any) -> int:
+    from _typeshed.wsgi import WSGIApplication
+
+    from gateways.server.handler import BaseHandler
+    from gateways.server.worker import HandlerFactory
+    from gateways.settings import Config
+
+
+def run_server(handler: type[BaseHandler], app: str | WSGIApplication, config: Config) -> int:
     """Serve ``app`` (a callable or an APP string) with ``handler`` until stopped.
 
     ``handler`` is a :class:`gateways.server.handler.BaseHandler` subclass,
@@ -50,8 +58,7 @@ def run_server(handler: Any, app: Any, config: Any) -> int:
                     config.socket_mode)
     multiprocess = config.processes > 1 or any(lst.inherited for lst in listeners)
 
-    def boot() -> Any:
-        application = app
+    def boot() -> HandlerFactory:
         if isinstance(app, str):
             try:
                 application = load_app(app, config.app_dir)
@@ -60,6 +67,8 @@ def run_server(handler: Any, app: Any, config: Any) -> int:
                     log.error("traceback of the load failure:\n%s",
                               traceback_text(exc).rstrip("\n"))
                 raise
+        else:
+            application = app
         return handler.factory(application, config, log, errors, multiprocess)
 
     master = Master(listeners, boot, processes=config.processes, threads=config.threads,
@@ -71,7 +80,7 @@ def run_server(handler: Any, app: Any, config: Any) -> int:
     return master.run()
 
 
-def _log_failure(log: Any, config: Any, exc: Exception) -> None:
+def _log_failure(log: Logger, config: Config, exc: Exception) -> None:
     """A start-up error also goes to --log-file: stderr may be closed (a web server
     that spawned us) or not looked at."""
     if config.log_file:

@@ -34,25 +34,37 @@ import time
 
 from gateways.server.worker import BOOT_ERROR, PID, RECYCLED, TICK, Worker
 
+TYPE_CHECKING = False  # mypy reads the imports below; the interpreter never does
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from logging import Logger
+    from types import FrameType
+
+    from gateways.server.listen import Listener
+    from gateways.server.pidfile import PidFile
+    from gateways.server.worker import HandlerFactory
+
 
 class _Child:
     __slots__ = ("pid", "index", "generation", "ready", "retiring", "deadline")
 
-    def __init__(self, pid, index, generation):
+    def __init__(self, pid: int, index: int, generation: int) -> None:
         self.pid = pid
         self.index = index
         self.generation = generation
         self.ready = False
         self.retiring = False
-        self.deadline = None
+        self.deadline: float | None = None
 
 
 class Master:
     """Forks and supervises the workers (see the module docstring)."""
 
-    def __init__(self, listeners, boot, *, processes, threads, timeout, graceful_timeout,
-                 max_requests=0, max_requests_jitter=0, write_timeout=30.0, log,
-                 pid_file=None, name="gateways"):
+    def __init__(self, listeners: list[Listener], boot: Callable[[], HandlerFactory], *,
+                 processes: int, threads: int, timeout: float, graceful_timeout: float,
+                 max_requests: int = 0, max_requests_jitter: int = 0,
+                 write_timeout: float = 30.0, log: Logger, pid_file: PidFile | None = None,
+                 name: str = "gateways") -> None:
         self.listeners = listeners
         self.boot = boot
         self.processes = processes
@@ -65,14 +77,14 @@ class Master:
         self.log = log
         self.pid_file = pid_file
         self.name = name
-        self.children = {}
+        self.children: dict[int, _Child] = {}
         self.generation = 0
         self.ever_ready = False
         self.stopping = False
-        self.stop_deadline = None
+        self.stop_deadline: float | None = None  # set by _stop()
         self.status = 0
         self.respawn_after = 0.0
-        self.signals = []
+        self.signals: list[int] = []
         # Request start times, one double per thread per worker slot; twice the
         # workers, so a reload can overlap the old and the new generation.
         self.slot_count = 2 * processes
@@ -81,10 +93,10 @@ class Master:
 
     # -- signals --------------------------------------------------------------------
 
-    def _on_signal(self, signum, frame):
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         self.signals.append(signum)
 
-    def _install_signals(self):
+    def _install_signals(self) -> None:
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_w, False)
         os.set_blocking(self._wake_r, False)
@@ -95,7 +107,7 @@ class Master:
 
     # -- workers ------------------------------------------------------------------------
 
-    def _spawn(self):
+    def _spawn(self) -> bool:
         used = {c.index for c in self.children.values()}
         free = [i for i in range(self.slot_count) if i not in used]
         if not free:
@@ -129,7 +141,7 @@ class Master:
         self.log.debug("started worker %d", pid)
         return True
 
-    def _read_ready(self):
+    def _read_ready(self) -> None:
         try:
             data = os.read(self._ready_r, 4096)
         except BlockingIOError:
@@ -150,19 +162,19 @@ class Master:
                         self._retire(old, "replaced by worker %d" % pid)
                         break
 
-    def _retire(self, child, why):
+    def _retire(self, child: _Child, why: str) -> None:
         child.retiring = True
         child.deadline = time.monotonic() + self.graceful_timeout
         self.log.info("worker %d: finishing its requests (%s)", child.pid, why)
         self._kill(child.pid, signal.SIGTERM)
 
-    def _kill(self, pid, signum):
+    def _kill(self, pid: int, signum: int) -> None:
         try:
             os.kill(pid, signum)
         except ProcessLookupError:
             pass
 
-    def _reap(self):
+    def _reap(self) -> None:
         while True:
             try:
                 pid, wait_status = os.waitpid(-1, os.WNOHANG)
@@ -174,7 +186,7 @@ class Master:
             if child is not None:
                 self._exited(child, os.waitstatus_to_exitcode(wait_status))
 
-    def _exited(self, child, code):
+    def _exited(self, child: _Child, code: int) -> None:
         if self.stopping or child.retiring:
             self.log.debug("worker %d exited (%s)", child.pid, code)
             return
@@ -206,7 +218,7 @@ class Master:
             self.log.warning("worker %d exited with status %d; starting a new one",
                              child.pid, code)
 
-    def _check_timeouts(self, now):
+    def _check_timeouts(self, now: float) -> None:
         slots = self.slots
         for child in list(self.children.values()):
             if child.retiring and child.deadline and now > child.deadline:
@@ -225,7 +237,7 @@ class Master:
                     self._kill(child.pid, signal.SIGKILL)
                     break
 
-    def _maintain(self, now):
+    def _maintain(self, now: float) -> None:
         if self.stopping or now < self.respawn_after:
             return
         current = [c for c in self.children.values()
@@ -238,14 +250,14 @@ class Master:
             if not self._spawn():
                 break
 
-    def _reload(self):
+    def _reload(self) -> None:
         if self.stopping:
             return
         self.log.info("SIGHUP: starting new workers; the old ones finish their requests")
         self.generation += 1
         self.respawn_after = 0.0
 
-    def _stop(self, graceful=True):
+    def _stop(self, graceful: bool = True) -> None:
         if not self.stopping:
             self.stopping = True
             self.stop_deadline = time.monotonic() + (self.graceful_timeout if graceful else 0.0)
@@ -256,7 +268,7 @@ class Master:
         for child in self.children.values():
             self._kill(child.pid, signal.SIGTERM if graceful else signal.SIGKILL)
 
-    def _handle_signals(self):
+    def _handle_signals(self) -> None:
         while self.signals:
             signum = self.signals.pop(0)
             if signum == signal.SIGCHLD:
@@ -273,7 +285,7 @@ class Master:
 
     # -- main loop ----------------------------------------------------------------------
 
-    def run(self):
+    def run(self) -> int:
         """Supervise until told to stop; returns the exit status."""
         self._ready_r, self._ready_w = os.pipe()
         os.set_blocking(self._ready_r, False)
@@ -300,7 +312,7 @@ class Master:
                 if self.stopping:
                     if not self.children:
                         break
-                    if now > self.stop_deadline:
+                    if now > self.stop_deadline:  # type: ignore[operator]  # stopping: set
                         for child in self.children.values():
                             self._kill(child.pid, signal.SIGKILL)
                         self.stop_deadline = now + 5.0
@@ -308,7 +320,7 @@ class Master:
             self._cleanup()
         return self.status
 
-    def _cleanup(self):
+    def _cleanup(self) -> None:
         # A late SIGTERM (a web server stopping us twice) must not kill the
         # interpreter while it exits: the exit status stays what it is.
         for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):

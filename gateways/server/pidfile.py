@@ -8,12 +8,14 @@ SIGKILL, a reboot) is taken over.  The file is created with ``O_EXCL``, so
 two daemons starting at the same moment cannot both win.
 """
 
+from __future__ import annotations
+
 import os
 
 from gateways.errors import AlreadyRunning, ConfigError
 
 
-def _running(pid):
+def _running(pid: int) -> bool:
     """True while ``pid`` is a live process (a zombie is not)."""
     try:
         os.kill(pid, 0)
@@ -29,7 +31,7 @@ def _running(pid):
     return state not in ("Z", "X")
 
 
-def _read_pid(path):
+def _read_pid(path: str) -> int | None:
     try:
         with open(path) as f:
             text = f.read(64).strip()
@@ -41,12 +43,12 @@ def _read_pid(path):
 class PidFile:
     """The pid file of this process: :meth:`claim` it, :meth:`release` it on exit."""
 
-    def __init__(self, path):
+    def __init__(self, path: str) -> None:
         self.path = os.path.abspath(path)
         self.pid = os.getpid()
 
     @classmethod
-    def claim(cls, path):
+    def claim(cls, path: str) -> PidFile:
         """Write our pid to ``path``; ConfigError (status 1) when a live daemon has it."""
         pid_file = cls(path)
         for _ in range(2):
@@ -67,7 +69,7 @@ class PidFile:
                                   % (pid_file.path, exc.strerror)) from None
         raise ConfigError("--pid-file %s: another daemon keeps creating it" % pid_file.path)
 
-    def _create(self):
+    def _create(self) -> bool:
         """True when the file was created with our pid; False when it exists."""
         directory = os.path.dirname(self.path)
         if not os.path.isdir(directory):
@@ -84,7 +86,7 @@ class PidFile:
             f.write("%d\n" % self.pid)
         return True
 
-    def release(self):
+    def release(self) -> None:
         """Remove the file if it still holds our pid (nobody took it over)."""
         if _read_pid(self.path) == self.pid:
             try:

@@ -31,6 +31,8 @@ there is no hand-off and no lock on the request path (the lock below is
 taken only when a thread changes role).
 """
 
+from __future__ import annotations
+
 import _socket
 import errno
 import struct
@@ -39,18 +41,42 @@ import time
 
 from gateways.server.channel import Channel
 
+TYPE_CHECKING = False  # mypy reads the block below; the interpreter never does
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+    from logging import Logger
+    from typing import Any, Protocol
+
+    from gateways.server.listen import Listener
+
+    # What serves one accepted connection: a thread's handler
+    # (gateways.server.handler.BaseHandler), called with the channel and the peer's address.
+    ConnectionHandler = Callable[[Channel, Any], object]
+
+    class WorkerView(Protocol):
+        """What the runners read of their worker (:class:`gateways.server.worker.Worker`)."""
+
+        @property
+        def stopping(self) -> bool: ...
+
+        @property
+        def log(self) -> Logger: ...
+
+        @property
+        def write_timeout(self) -> float: ...
+
 DELAY = 0.002  # a runner on one connection for this long may be blocked
 IDLE_POLL = 0.01  # how often the scout looks while no runner is busy
 
 SPARE, SCOUT, RUNNER = "spare", "scout", "runner"
 
 
-def _timeval(seconds):
+def _timeval(seconds: float) -> bytes:
     whole = int(seconds)
     return struct.pack("ll", whole, int((seconds - whole) * 1e6))
 
 
-def set_timeouts(sock, receive, send):
+def set_timeouts(sock: _socket.socket, receive: float, send: float) -> None:
     """SO_RCVTIMEO and SO_SNDTIMEO, in seconds.
 
     A blocked ``recv``/``accept`` then returns ``BlockingIOError`` after
@@ -64,7 +90,8 @@ def set_timeouts(sock, receive, send):
 class Runners:
     """The threads serving one listener in one worker process."""
 
-    def __init__(self, worker, listener, handlers, tick):
+    def __init__(self, worker: WorkerView, listener: Listener,
+                 handlers: Sequence[ConnectionHandler], tick: float) -> None:
         self.worker = worker
         self.listener = listener
         self.handlers = handlers  # one connection handler per thread
@@ -76,9 +103,9 @@ class Runners:
         self.scouting = False
         self.lock = threading.Lock()
         self.wake = threading.Semaphore(0)  # a spare acquires it to become the scout
-        self.threads = []
+        self.threads: list[threading.Thread] = []
 
-    def start(self):
+    def start(self) -> None:
         for index in range(len(self.handlers)):
             role = RUNNER if index == 0 else SCOUT if index == 1 else SPARE
             if role == RUNNER:
@@ -91,11 +118,11 @@ class Runners:
             self.threads.append(thread)
             thread.start()
 
-    def join(self):
+    def join(self) -> None:
         for thread in self.threads:
             thread.join()
 
-    def _main(self, index, role):
+    def _main(self, index: int, role: str) -> None:
         while not self.worker.stopping:
             if role == RUNNER:
                 role = self._run(index)
@@ -109,7 +136,7 @@ class Runners:
 
     # -- the scout ----------------------------------------------------------------
 
-    def _needed(self, now):
+    def _needed(self, now: float) -> bool:
         """True when every runner is stuck on a connection older than DELAY."""
         busy = False
         for since in self.started:
@@ -121,7 +148,7 @@ class Runners:
                 busy = True
         return busy
 
-    def _scout(self, index):
+    def _scout(self, index: int) -> str:
         # Made the scout because the load grew: keep looking closely.
         pause = DELAY if any(since > 0.0 for since in self.started) else IDLE_POLL
         while not self.worker.stopping:
@@ -140,14 +167,14 @@ class Runners:
 
     # -- a runner ---------------------------------------------------------------------
 
-    def _redundant(self, index, now):
+    def _redundant(self, index: int, now: float) -> bool:
         """Another runner is idle, or on a connection too young to be stuck."""
         for other, since in enumerate(self.started):
             if other != index and (since == 0.0 or (since > 0.0 and now - since < DELAY)):
                 return True
         return False
 
-    def _step_back(self, index):
+    def _step_back(self, index: int) -> str | None:
         """Leave the runners if another can take the load; the new role or None."""
         with self.lock:
             if self.runners < 2 or not self._redundant(index, time.monotonic()):
@@ -159,10 +186,12 @@ class Runners:
             self.scouting = True
             return SCOUT
 
-    def _run(self, index):
+    def _run(self, index: int) -> str:
         sock = self.listener.sock
-        accept = sock._accept  # the C-level calls: socket.socket's Python layer
-        family, kind = sock.family, sock.type  # costs more than the syscalls
+        # The C-level calls: socket.socket's Python layer costs more than the syscalls.
+        # (typeshed does not list _socket.socket's _accept, which socket.accept calls.)
+        accept = sock._accept  # type: ignore[attr-defined]
+        family, kind = sock.family, sock.type
         handle = self.handlers[index]
         started = self.started
         log = self.worker.log

@@ -12,11 +12,13 @@ away mid-response, are logged at debug level at most.
 
 from __future__ import annotations
 
-from typing import Any
-
 from gateways.protocol.scgi import SCGIRequestParser
 from gateways.response import ClientDisconnected, Refusal
 from gateways.server.handler import BaseHandler
+
+TYPE_CHECKING = False  # mypy reads the import below; the interpreter never does
+if TYPE_CHECKING:
+    from gateways.server.channel import Channel
 
 
 class Transport:
@@ -24,14 +26,16 @@ class Transport:
 
     __slots__ = ("channel", "errors", "broken")
     status_prefix = "Status: "  # SCGI leaves the format open; CGI's, as its example
+    # The connection being served; None between connections, when only reset() is called.
+    channel: Channel
 
     def __init__(self, handler: SCGIHandler) -> None:
-        self.channel: Any = None
+        self.channel = None  # type: ignore[assignment]  # see above
         self.errors = handler.errors
         self.broken = False
 
-    def reset(self, channel: Any, core: Any) -> None:
-        self.channel = channel
+    def reset(self, channel: Channel | None, core: SCGIRequestParser | None) -> None:
+        self.channel = channel  # type: ignore[assignment]  # None: see above
         self.broken = False
 
     def start(self) -> None:

@@ -29,6 +29,19 @@ import time
 
 from gateways.server.runners import Runners, set_timeouts
 
+TYPE_CHECKING = False  # mypy reads the block below; the interpreter never does
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from logging import Logger
+    from types import FrameType
+
+    from gateways.server.listen import Listener
+    from gateways.server.runners import ConnectionHandler
+
+    # What the master's boot function returns, in the worker: it makes each thread's
+    # connection handler (gateways.server.handler.BaseHandler.factory).
+    HandlerFactory = Callable[["ThreadState"], ConnectionHandler]
+
 TICK = 0.5
 BOOT_ERROR = 3  # worker exit status: the application could not be loaded
 RECYCLED = 4  # worker exit status: --max-requests reached
@@ -51,10 +64,10 @@ class ThreadState:
         self.worker = worker
         self.slot = slot
 
-    def begin(self):
+    def begin(self) -> None:
         self.worker.slots[self.slot] = time.monotonic()
 
-    def end(self):
+    def end(self) -> None:
         worker = self.worker
         slots = worker.slots
         if slots[self.slot]:
@@ -64,11 +77,11 @@ class ThreadState:
                 worker.recycle()  # no thread accepts another connection after this one
 
     @property
-    def stopping(self):
+    def stopping(self) -> bool:
         return self.worker.stopping
 
 
-def keep_freed_memory(limit=64 * 1024 * 1024):
+def keep_freed_memory(limit: int = 64 * 1024 * 1024) -> None:
     """Ask glibc not to hand freed memory back to the kernel after every request.
 
     Each thread allocates from its own malloc arena; by default glibc trims
@@ -90,8 +103,9 @@ def keep_freed_memory(limit=64 * 1024 * 1024):
 class Worker:
     """A worker process: loads the application, runs the accepting threads."""
 
-    def __init__(self, listeners, boot, threads, slots, max_requests, write_timeout, log,
-                 ready_fd, parent):
+    def __init__(self, listeners: list[Listener], boot: Callable[[], HandlerFactory],
+                 threads: int, slots: memoryview[float], max_requests: int,
+                 write_timeout: float, log: Logger, ready_fd: int, parent: int) -> None:
         self.listeners = listeners
         self.boot = boot
         self.threads = threads
@@ -105,15 +119,15 @@ class Worker:
         self.recycled = False
         self.served = 0
 
-    def _stop(self, signum, frame):
+    def _stop(self, signum: int, frame: FrameType | None) -> None:
         self.stopping = True
 
-    def recycle(self):
+    def recycle(self) -> None:
         """``--max-requests`` reached: finish what is in flight, then exit."""
         self.recycled = True
         self.stopping = True
 
-    def run(self):
+    def run(self) -> int:
         signal.signal(signal.SIGTERM, self._stop)
         signal.signal(signal.SIGINT, self._stop)
         signal.signal(signal.SIGHUP, signal.SIG_IGN)
