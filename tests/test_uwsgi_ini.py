@@ -108,7 +108,8 @@ def test_readme_ini_runs_unchanged_under_gateways_and_uwsgi(site, started):
     assert "uwsgi ready: 2 worker process(es) x 8 thread(s)" in log
     assert (site / "uwsgi.pid").read_text() == "%d\n" % gateways.pid
     assert oct(os.stat(site / "uwsgi.sock").st_mode & 0o777) == oct(0o660)
-    assert gateways.stop() == 0
+    status = gateways.stop()
+    assert status == 0, (status, (site / "uwsgi.log").read_text(), gateways.log.text())
     assert not (site / "uwsgi.sock").exists() and not (site / "uwsgi.pid").exists()
 
     uwsgi = Session([_uwsgi_binary(), "--ini", str(site / "uwsgi.ini")], site / "uwsgi.out",
