@@ -258,22 +258,33 @@ SETTINGS = (
              "serve": "Any N > 1 runs werkzeug threaded (a thread per request)."},
             section="Workers"),
     Setting("max_requests", "--max-requests", DAEMONS, count(0), 0, "N",
-            "Recycle a worker process after about N requests (0: never).",
+            "Recycle a worker process after about N requests (0: never): its replacement "
+            "starts first, then it finishes its requests and exits.",
             section="Workers"),
     Setting("max_requests_jitter", "--max-requests-jitter", DAEMONS, count(0), 0, "N",
             "Add up to N to --max-requests per worker so they do not restart together.",
             section="Workers"),
+    Setting("max_rss", "--max-rss", DAEMONS, size, 0, "SIZE",
+            "Recycle a worker process, as --max-requests does, once its resident memory "
+            "passes SIZE (checked every half second; 0: never).", section="Workers"),
     Setting("timeout", "--timeout", DAEMONS, seconds, 60.0, "SECONDS",
-            "Kill and replace a worker whose request has run this long.", section="Workers"),
+            "Replace a worker whose request has run this long: the replacement starts, "
+            "the worker finishes its other requests and is killed (a thread cannot be "
+            "stopped in Python).", section="Workers"),
     Setting("graceful_timeout", "--graceful-timeout", DAEMONS, seconds, 30.0, "SECONDS",
             "On SIGTERM, SIGINT or SIGHUP, wait this long for requests in flight before "
             "killing their worker.", section="Workers"),
     Setting("read_timeout", "--read-timeout", DAEMONS, seconds, 30.0, "SECONDS",
             "Close a connection whose peer stalls this long in the middle of a request.",
             section="Limits"),
-    Setting("keepalive_timeout", "--keepalive-timeout", ("fastcgi",), seconds, 5.0, "SECONDS",
-            "Close a kept-alive FastCGI connection (FCGI_KEEP_CONN) idle this long, so "
-            "idle connections do not hold threads.", section="Limits"),
+    Setting("keepalive_timeout", "--keepalive-timeout", DAEMONS, seconds, 5.0, "SECONDS",
+            "Close a connection idle this long: one that has sent nothing yet, or a "
+            "kept-alive FastCGI connection (FCGI_KEEP_CONN) between requests. Idle "
+            "connections wait without a thread.", section="Limits"),
+    Setting("max_parked", "--max-parked", DAEMONS, count(1), 1024, "N",
+            "Connections a worker keeps waiting for their peer without a thread (idle, or "
+            "with a request not yet complete); one more is closed at once, with a log line.",
+            section="Limits"),
     Setting("max_body", "--max-body", DAEMONS, size, "1G", "SIZE",
             "Largest request body; a larger one is answered 413 without calling the "
             "application.", section="Limits"),
@@ -340,6 +351,8 @@ class Config:
     graceful_timeout: float
     read_timeout: float
     keepalive_timeout: float
+    max_parked: int
+    max_rss: int
     max_body: int
     spool_threshold: int
     max_header_size: int

@@ -126,7 +126,7 @@ def test_rst_options_lists_every_flag_of_the_command():
     text = rst_options("scgi")
     for setting in for_command("scgi"):
         assert "``%s" % setting.flag in text
-    assert "--keepalive-timeout" not in text  # FastCGI only
+    assert "--reload" not in text  # gateways serve's
 
 
 @pytest.mark.parametrize("command", ["serve", "cgi", "run", "fastcgi", "scgi", "uwsgi", "conf"])

@@ -197,7 +197,7 @@ class Transport:
             events = conn.feed(data)
         except ProtocolError as exc:
             self.broken = True
-            self.handler.protocol_error(exc)
+            self.handler.protocol_error(None, exc)
             raise ClientDisconnected(str(exc)) from None
         if conn.outgoing:
             self._sendall(conn.data_to_send())
@@ -207,7 +207,7 @@ class Transport:
                 raise RequestAborted("FCGI_ABORT_REQUEST")
         if conn.error is not None:
             self.broken = True
-            self.handler.protocol_error(conn.error)
+            self.handler.protocol_error(None, conn.error)
             raise ClientDisconnected("protocol error")
 
 
@@ -218,7 +218,6 @@ class FastCGIHandler(BaseHandler):
     Transport = Transport
 
     def setup(self, config: Config) -> None:
-        self.keepalive_timeout = config.keepalive_timeout
         self.max_conns = config.processes * config.threads
         self.allowed = allowed_addresses(os.environ.get("FCGI_WEB_SERVER_ADDRS"))
 

@@ -35,6 +35,7 @@ from gateways.protocol.events import Abort, Data, EndOfBody, Request
 from gateways.response import TOO_LARGE, FileWrapper, Refusal
 from gateways.response import run as run_app
 from gateways.server.body import Body, BodyTooLarge, check_length
+from gateways.server.conn import Conn
 
 TYPE_CHECKING = False  # mypy reads the block below; the interpreter never does
 if TYPE_CHECKING:
@@ -47,7 +48,21 @@ if TYPE_CHECKING:
     from gateways.protocol import Core
     from gateways.response import Transport
     from gateways.server.channel import Channel
-    from gateways.server.worker import ThreadState
+
+    class ThreadState(Protocol):
+        """The thread's view of its worker (gateways.server.worker.ThreadState)."""
+
+        def begin(self) -> None: ...  # the application starts on a request
+
+        def end(self) -> None: ...  # it is done (counts for --max-requests)
+
+        def park(self, conn: Conn) -> bool: ...  # to the poller; False: no room
+
+        @property
+        def crowded(self) -> bool: ...  # requests wait for threads
+
+        @property
+        def stopping(self) -> bool: ...
     from gateways.settings import Config
 
     class HandlerTransport(Transport, Protocol):
@@ -68,6 +83,8 @@ if TYPE_CHECKING:
         def end_aborted(self, request_id: int) -> bool: ...
 
 RECV_SIZE = 65536  # below glibc's mmap threshold: recv buffers come from the heap
+GRACE = 0.002  # how long a thread waits for bytes that are late before it parks the connection
+_PEEK = _socket.MSG_PEEK | _socket.MSG_DONTWAIT
 _CRED = struct.Struct("3i")  # struct ucred: pid, uid, gid
 _SO_PEERCRED = getattr(_socket, "SO_PEERCRED", 17)
 
@@ -95,7 +112,6 @@ class BaseHandler:
     gateway = "?"
     # The protocol's Transport class (called with the handler); each subclass sets it.
     Transport: Callable[[Any], HandlerTransport] = None  # type: ignore[assignment]
-    keepalive_timeout = 0.0  # connections that carry one request close after it
 
     def __init__(self, app: WSGIApplication, config: Config, log: Logger, errors: ErrorStream,
                  multiprocess: bool, state: ThreadState) -> None:
@@ -113,8 +129,7 @@ class BaseHandler:
         self.spool_threshold = config.spool_threshold
         self.max_header_size = config.max_header_size
         self.max_params = config.max_params
-        self.channel: Channel | None = None
-        self.address: Any = None
+        self.current: Conn | None = None  # the connection this thread serves (log lines)
         self.setup(config)
         self.transport = self.Transport(self)  # one per thread, reset for each connection
 
@@ -143,131 +158,162 @@ class BaseHandler:
 
     # -- the connection ------------------------------------------------------------------
 
-    def __call__(self, channel: Channel, address: Any) -> None:
-        self.channel, self.address = channel, address  # for log lines about the peer
-        try:
-            if self.accept_peer(channel, address):
-                core = self.new_core()
-                transport = self.transport
-                transport.reset(channel, core)
-                try:
-                    self.serve(channel, core, transport)
-                finally:
-                    transport.reset(None, None)
-        finally:
-            self.state.end()  # a no-op unless the connection broke mid-request
+    def __call__(self, channel: Channel, address: Any) -> bool:
+        """Serve a freshly accepted connection; True when it was parked (the poller
+        owns it now), False when it is done (the caller closes it)."""
+        conn = Conn(channel, address)
+        if not self.accept_peer(channel, address):
+            return False
+        conn.core = self.new_core()
+        return self.resume(conn)
 
-    def serve(self, channel: Channel, core: Core, transport: HandlerTransport) -> None:
-        """The one receive-and-dispatch loop (see the module docstring)."""
+    def resume(self, conn: Conn) -> bool:
+        """Serve ``conn`` (fresh, or handed back by the poller) until it closes or waits
+        for its peer; True when it was parked."""
+        if conn.core is None:  # taken from the listen queue by a stopping worker
+            if not self.accept_peer(conn.channel, conn.address):
+                return False
+            conn.core = self.new_core()
+        transport = self.transport
+        transport.reset(conn.channel, conn.core)
+        self.current = conn
+        try:
+            parked = self.serve(conn, transport)
+        finally:
+            transport.reset(None, None)
+            self.current = None
+            self.state.end()  # a no-op unless the connection broke mid-request
+        if parked:
+            if self.state.park(conn):
+                return True
+            if conn.body is not None:
+                conn.body.close()
+        return False
+
+    def serve(self, conn: Conn, transport: HandlerTransport) -> bool:
+        """The one receive-and-dispatch loop (see the module docstring): True when the
+        connection waits for its peer (to be parked), False when it is done."""
         state = self.state
-        recv = channel.recv
-        served = False
+        core = conn.core
+        channel = conn.channel
         # A core sends Data, EndOfBody and Abort only after the request's Request:
         # params and body are set then (mypy is told so below, where they are used).
-        params: dict[str, str] | None
-        body: Body | None
-        reject: Refusal | None
+        params, body, reject = conn.params, conn.body, conn.reject
         event: Any  # its type is taken once, as kind: mypy narrows type(event) is X, not kind
-        params = body = reject = None
+        events = conn.pending
+        conn.pending = None
+        data: bytes | None = b"-"  # not b"": the pending events did not come with an end
         while True:
-            data = self.receive(recv, core.busy,
-                                self.keepalive_timeout if served else self.read_timeout)
-            if data is None:
-                return
-            try:
-                events = core.feed(data) if data else core.eof()
-            except ProtocolError as exc:
-                if data:
-                    self.protocol_error(exc)
-                else:  # the peer closed in the middle: nobody is left to tell
-                    self.log.debug("%s: %s", self.gateway, exc)
-                return
+            if events is None:
+                data = self.read(conn)
+                if data is None:
+                    conn.params, conn.body, conn.reject = params, body, reject
+                    return True
+                try:
+                    events = core.feed(data) if data else core.eof()
+                except ProtocolError as exc:
+                    if data:
+                        self.protocol_error(conn, exc)
+                    else:  # the peer closed in the middle: nobody is left to tell
+                        self.log.debug("%s: %s", self.gateway, exc)
+                    return False
             for event in events:
                 kind = type(event)
                 if kind is Data:
                     reject = self.collect(body, event.data, reject)  # type: ignore[arg-type]
                 elif kind is Request:
                     params = event.params
-                    body, reject = self.begin(params)
+                    body, reject = self.begin(conn, params)
                 elif kind is EndOfBody:
-                    served = True
-                    if reject is None:
-                        ok = self.respond(transport, params, body)  # type: ignore[arg-type]
-                    else:
+                    conn.served = True
+                    if reject is not None:
                         ok = transport.refuse(reject)
-                    params = body = reject = None
-                    state.end()
-                    if not ok:
-                        return
-                elif kind is Abort:
+                    elif (conn.queued or state.crowded) and self.abandoned(conn):
+                        ok = False
+                    else:
+                        ok = self.respond(transport, params, body)  # type: ignore[arg-type]
                     if body is not None:
                         body.close()
                     params = body = reject = None
                     state.end()
+                    if not ok:
+                        return False
+                elif kind is Abort:
+                    if body is not None:
+                        body.close()
+                    params = body = reject = None
                     if not transport.end_aborted(event.request_id):
-                        return
+                        return False
+            events = None
             out = core.data_to_send()
             if out:
                 try:
                     channel.sendall(out)
                 except OSError:
-                    return
+                    return False
             if core.error is not None:
-                self.protocol_error(core.error)
-                return
+                self.protocol_error(conn, core.error)
+                return False
             if not data or core.should_close:
-                return
+                return False
 
     # -- pieces of the loop --------------------------------------------------------------
 
-    def peer(self) -> str:
-        """Who is on the other end of the connection, for a log line."""
-        # Called while a connection is served: self.channel is set.
-        return describe_peer(self.channel.sock, self.address)  # type: ignore[union-attr]
+    def read(self, conn: Conn) -> bytes | None:
+        """What the peer has sent (``b""``: it closed), waiting a moment for it; None
+        when nothing comes: the connection is to wait in the poller, not here."""
+        try:
+            return conn.channel.recv_ready(RECV_SIZE)
+        except BlockingIOError:
+            pass
+        except OSError as exc:
+            self.log.debug("%s: connection error: %s", self.gateway, exc)
+            return b""
+        if self.state.stopping and conn.served and not conn.core.busy:
+            return b""  # a kept-alive connection of a stopping worker, idle: close it
+        try:
+            return conn.channel.wait_recv(RECV_SIZE, GRACE)
+        except BlockingIOError:
+            return None
+        except OSError as exc:
+            self.log.debug("%s: connection error: %s", self.gateway, exc)
+            return b""
 
-    def protocol_error(self, exc: Exception) -> None:
+    def abandoned(self, conn: Conn) -> bool:
+        """The peer closed before its request ran (a client aborted while it waited): it
+        is not run.  Checked only when requests wait for threads, so it costs the fast
+        path nothing."""
+        try:
+            ahead = conn.channel.sock.recv(1, _PEEK)
+        except (BlockingIOError, InterruptedError):
+            return False
+        except OSError:
+            ahead = b""
+        if ahead:
+            return False
+        self.log.debug("%s: %s closed before its request ran; not running it",
+                       self.gateway, self.peer(conn))
+        return True
+
+    def peer(self, conn: Conn | None = None) -> str:
+        """Who is on the other end of ``conn`` (default: this thread's), for a log line."""
+        conn = conn or self.current
+        return describe_peer(conn.channel.sock, conn.address) if conn else "a peer"
+
+    def protocol_error(self, conn: Conn | None, exc: Exception) -> None:
         """The peer broke the protocol: one WARNING line naming it and the violation."""
-        self.log.warning("%s: closing a connection from %s: %s", self.gateway, self.peer(),
+        self.log.warning("%s: closing a connection from %s: %s", self.gateway, self.peer(conn),
                          exc)
 
-    def receive(self, recv: Callable[[int], bytes], busy: bool,
-                idle_limit: float) -> bytes | None:
-        """The next bytes from the peer (``b""`` at its end), or None: close now.
-
-        ``recv`` returns after at most a tick (SO_RCVTIMEO).  ``busy``: a request
-        is under way, and a peer that stalls past ``--read-timeout`` is logged
-        and dropped; otherwise the connection is idle and is closed when the
-        worker stops or after ``idle_limit`` seconds.
-        """
-        waited = 0.0
-        tick = self.state.tick
-        while True:
-            try:
-                data: bytes = recv(RECV_SIZE)
-                return data
-            except BlockingIOError:
-                waited += tick
-                if busy:
-                    if waited >= self.read_timeout:
-                        self.log.warning("%s: %s stalled for %g s in the middle of a "
-                                         "request; closing the connection",
-                                         self.gateway, self.peer(), waited)
-                        return None
-                elif self.state.stopping or waited >= idle_limit:
-                    return None
-            except OSError as exc:
-                self.log.debug("%s: connection error: %s", self.gateway, exc)
-                return None
-
-    def begin(self, params: dict[str, str]) -> tuple[Body, Refusal | None]:
+    def begin(self, conn: Conn, params: dict[str, str]) -> tuple[Body, Refusal | None]:
         """A request's meta-variables arrived: ``(body, refusal or None)``."""
-        self.state.begin()
         body = Body(self.spool_threshold, self.max_body)
         length = params.get("CONTENT_LENGTH")
         reject = check_length(length, self.max_body)
         if reject is not None and reject is not TOO_LARGE:
             self.log.warning("%s: %s sent CONTENT_LENGTH %r, %s; answering %s", self.gateway,
-                             self.peer(), (length or "")[:40], reject.reason, reject.status)
+                             self.peer(conn), (length or "")[:40], reject.reason,
+                             reject.status)
         return body, reject
 
     @staticmethod
@@ -283,10 +329,8 @@ class BaseHandler:
 
     def respond(self, transport: HandlerTransport, params: dict[str, str], body: Body) -> bool:
         """Run the application for one request; False when the connection cannot go on."""
+        self.state.begin()  # from here on --timeout counts
         transport.start()
         environ = self.environ.build(params, body.stream(), transport.errors)
-        try:
-            run_app(self.app, environ, transport, self.debug)
-        finally:
-            body.close()
+        run_app(self.app, environ, transport, self.debug)
         return bool(transport.done())

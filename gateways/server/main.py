@@ -75,8 +75,7 @@ def run_server(handler: type[BaseHandler], app: str | WSGIApplication, config: C
                     timeout=config.timeout, graceful_timeout=config.graceful_timeout,
                     max_requests=config.max_requests,
                     max_requests_jitter=config.max_requests_jitter,
-                    write_timeout=config.read_timeout, log=log, pid_file=pid_file,
-                    name=handler.gateway)
+                    log=log, pid_file=pid_file, name=handler.gateway, config=config)
     return master.run()
 
 

@@ -32,13 +32,23 @@ import select
 import signal
 import time
 
-from gateways.server.worker import BOOT_ERROR, PID, RECYCLED, TICK, Worker
+from gateways.server.worker import (
+    BOOT_ERROR,
+    MESSAGE,
+    READY,
+    RECYCLE_REQUESTS,
+    RECYCLE_RSS,
+    RECYCLED,
+    TICK,
+    Worker,
+)
 
 TYPE_CHECKING = False  # mypy reads the imports below; the interpreter never does
 if TYPE_CHECKING:
     from collections.abc import Callable
     from logging import Logger
     from types import FrameType
+    from typing import Any
 
     from gateways.server.listen import Listener
     from gateways.server.pidfile import PidFile
@@ -46,7 +56,8 @@ if TYPE_CHECKING:
 
 
 class _Child:
-    __slots__ = ("pid", "index", "generation", "ready", "retiring", "deadline")
+    __slots__ = ("pid", "index", "generation", "ready", "retiring", "deadline", "replace",
+                 "timed_out")
 
     def __init__(self, pid: int, index: int, generation: int) -> None:
         self.pid = pid
@@ -55,6 +66,8 @@ class _Child:
         self.ready = False
         self.retiring = False
         self.deadline: float | None = None
+        self.replace = ""  # why it is to be replaced once a new worker is ready
+        self.timed_out = False  # a request of it ran past --timeout
 
 
 class Master:
@@ -63,8 +76,8 @@ class Master:
     def __init__(self, listeners: list[Listener], boot: Callable[[], HandlerFactory], *,
                  processes: int, threads: int, timeout: float, graceful_timeout: float,
                  max_requests: int = 0, max_requests_jitter: int = 0,
-                 write_timeout: float = 30.0, log: Logger, pid_file: PidFile | None = None,
-                 name: str = "gateways") -> None:
+                 log: Logger, pid_file: PidFile | None = None,
+                 name: str = "gateways", config: Any = None) -> None:
         self.listeners = listeners
         self.boot = boot
         self.processes = processes
@@ -73,11 +86,12 @@ class Master:
         self.graceful_timeout = graceful_timeout
         self.max_requests = max_requests
         self.jitter = max_requests_jitter
-        self.write_timeout = write_timeout
         self.log = log
         self.pid_file = pid_file
         self.name = name
+        self.config = config
         self.children: dict[int, _Child] = {}
+        self._messages = b""
         self.generation = 0
         self.ever_ready = False
         self.stopping = False
@@ -86,8 +100,8 @@ class Master:
         self.respawn_after = 0.0
         self.signals: list[int] = []
         # Request start times, one double per thread per worker slot; twice the
-        # workers, so a reload can overlap the old and the new generation.
-        self.slot_count = 2 * processes
+        # workers and two, so that a reload, recycles and replacements overlap.
+        self.slot_count = 2 * processes + 2
         self._shm = mmap.mmap(-1, 8 * self.slot_count * self.threads)
         self.slots = memoryview(self._shm).cast("d")
 
@@ -131,7 +145,8 @@ class Master:
                 os.close(self._ready_r)
                 worker = Worker(self.listeners, self.boot, self.threads,
                                 self.slots[base:base + self.threads], max_requests,
-                                self.write_timeout, self.log, self._ready_w, parent)
+                                config=self.config, log=self.log, ready_fd=self._ready_w,
+                                parent=parent)
                 status = worker.run()
             except BaseException:
                 self.log.exception("worker failed")
@@ -142,25 +157,43 @@ class Master:
         return True
 
     def _read_ready(self) -> None:
+        """What the workers wrote to the pipe: READY, or asking to be recycled."""
         try:
-            data = os.read(self._ready_r, 4096)
+            data = self._messages + os.read(self._ready_r, 4096)
         except BlockingIOError:
             return
-        for (pid,) in PID.iter_unpack(data[: len(data) - len(data) % 4]):
+        whole = len(data) - len(data) % MESSAGE.size
+        self._messages = data[whole:]
+        for pid, what in MESSAGE.iter_unpack(data[:whole]):
             child = self.children.get(pid)
             if child is None:
                 continue
-            child.ready = True
-            if not self.ever_ready:
-                self.ever_ready = True
-                self.log.info("%s ready: %d worker process(es) x %d thread(s) on %s", self.name,
-                              self.processes, self.threads,
-                              ", ".join(lst.name for lst in self.listeners))
-            if child.generation == self.generation:
-                for old in self.children.values():
-                    if old.generation < self.generation and not old.retiring:
-                        self._retire(old, "replaced by worker %d" % pid)
-                        break
+            if what == READY:
+                self._ready(child)
+            elif not child.replace and not child.retiring:
+                why = ("served --max-requests" if what == RECYCLE_REQUESTS else
+                       "passed --max-rss" if what == RECYCLE_RSS else "asked")
+                child.replace = why
+                self.log.info("worker %d %s: starting its replacement", pid, why)
+
+    def _ready(self, child: _Child) -> None:
+        child.ready = True
+        if not self.ever_ready:
+            self.ever_ready = True
+            self.log.info("%s ready: %d worker process(es) x %d thread(s) on %s", self.name,
+                          self.processes, self.threads,
+                          ", ".join(lst.name for lst in self.listeners))
+        if child.generation != self.generation:
+            return
+        # A new worker serves: one it replaces may go now (no gap in between).
+        for old in self.children.values():
+            if old.generation < self.generation and not old.retiring:
+                self._retire(old, "replaced by worker %d" % child.pid)
+                return
+        for old in self.children.values():
+            if old.replace and not old.retiring and old is not child:
+                self._retire(old, "%s; replaced by worker %d" % (old.replace, child.pid))
+                return
 
     def _retire(self, child: _Child, why: str) -> None:
         child.retiring = True
@@ -210,7 +243,7 @@ class Master:
             self.respawn_after = time.monotonic() + 2.0
             return
         if code == RECYCLED:
-            self.log.info("worker %d served --max-requests; starting a new one", child.pid)
+            self.log.info("worker %d was recycled; starting a new one", child.pid)
         elif code < 0:
             self.log.warning("worker %d was killed by signal %d; starting a new one",
                              child.pid, -code)
@@ -219,29 +252,53 @@ class Master:
                              child.pid, code)
 
     def _check_timeouts(self, now: float) -> None:
-        slots = self.slots
+        """--timeout: a worker whose request runs too long is replaced first, told to
+        finish its other requests, and killed as soon as only the stuck ones are
+        left (a thread cannot be stopped in CPython); --graceful-timeout bounds it."""
+        slots, timeout = self.slots, self.timeout
         for child in list(self.children.values()):
-            if child.retiring and child.deadline and now > child.deadline:
+            base = child.index * self.threads
+            running = [start for start in slots[base:base + self.threads] if start]
+            stuck = sum(1 for start in running if now - start > timeout)
+            if stuck and not child.timed_out:
+                child.timed_out = True
+                self.log.error("worker %d: a request ran for more than --timeout %g s; "
+                               "replacing the worker", child.pid, timeout)
+                if not child.retiring:
+                    child.replace = child.replace or "a request timed out"
+                    if not self._has_spare_ready(child):
+                        continue
+                    self._retire(child, "a request timed out")
+            if child.timed_out and child.retiring and child.deadline is not None and (
+                    stuck == len(running) or now > child.deadline):
+                lost = len(running) - stuck
+                self.log.error("worker %d: killed; its request ran for more than --timeout "
+                               "%g s%s", child.pid, timeout,
+                               " (%d other request(s) in flight were lost)" % lost
+                               if lost else "")
+                self._clear_slots(child)
+                child.deadline = None
+                self._kill(child.pid, signal.SIGKILL)
+            elif child.retiring and child.deadline and now > child.deadline:
                 self.log.warning("worker %d did not finish within --graceful-timeout; killing it",
                                  child.pid)
                 child.deadline = None
                 self._kill(child.pid, signal.SIGKILL)
-                continue
-            base = child.index * self.threads
-            for start in slots[base:base + self.threads]:
-                if start and now - start > self.timeout:
-                    self.log.error("worker %d: a request ran for more than --timeout %g s; "
-                                   "killing the worker", child.pid, self.timeout)
-                    self.slots[base:base + self.threads] = memoryview(
-                        bytes(8 * self.threads)).cast("d")
-                    self._kill(child.pid, signal.SIGKILL)
-                    break
+
+    def _has_spare_ready(self, child: _Child) -> bool:
+        """Another worker of the current generation serves already."""
+        return any(c.ready and not c.retiring and not c.replace and c is not child
+                   and c.generation == self.generation for c in self.children.values())
+
+    def _clear_slots(self, child: _Child) -> None:
+        base = child.index * self.threads
+        self.slots[base:base + self.threads] = memoryview(bytes(8 * self.threads)).cast("d")
 
     def _maintain(self, now: float) -> None:
         if self.stopping or now < self.respawn_after:
             return
         current = [c for c in self.children.values()
-                   if c.generation == self.generation and not c.retiring]
+                   if c.generation == self.generation and not c.retiring and not c.replace]
         # The first worker of a generation (the start, each reload) boots
         # alone: if the application cannot be loaded, the operator reads that
         # once, not once per process.

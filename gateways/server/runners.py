@@ -11,47 +11,62 @@ the GIL only while the application runs.
 So the threads of a worker take roles:
 
 *runner*
-    Accepts a connection on the listening socket and serves it, start to
-    end, then accepts the next one.  There is always at least one runner.
+    Accepts a connection on the listening socket and serves it, then
+    accepts the next one.  There is always at least one runner.
 *scout*
     Wakes every few milliseconds and looks at the runners.  When every
     runner has been on its current connection for longer than ``DELAY`` (the
-    application is blocked on a database, a client uploads slowly, a
-    kept-alive connection is idle) and none is waiting in ``accept()``, the
-    scout becomes a runner itself and another thread becomes the scout.
+    application is blocked on a database, say) and none is waiting in
+    ``accept()``, the scout becomes a runner itself and another thread
+    becomes the scout.
 *spare*
-    Waits to be made the scout.
+    Waits to be made the scout, or to serve a connection the poller hands
+    back.
 
 A runner that finishes a connection while another runner is idle or busy
 with a young connection steps back to scout or spare.  A fast application
 is thus served by one runner with no GIL contention at all, and a slow or
 blocking one by up to ``threads`` runners, each new one after at most
-``DELAY``.  A connection is still served by the thread that accepted it:
-there is no hand-off and no lock on the request path (the lock below is
-taken only when a thread changes role).
+``DELAY``.  A connection whose request has arrived whole is served by the
+thread that accepted it: there is no hand-off and no lock on that path (the
+lock below is taken only when a thread changes role).
+
+A connection that waits for its peer is parked in the worker's poller
+(:mod:`gateways.server.poller`); when its request is complete the poller
+puts it on the worker's ``ready`` queue and summons a thread: a spare, else
+the scout, else a runner when it finishes its connection or its ``accept()``
+times out (a tick).
+
+When the worker stops, the runners stop accepting; the worker takes every
+connection still in the listen queue and puts it on ``ready``; the threads
+serve ``ready`` until the worker says it is finished.
 """
 
 from __future__ import annotations
 
 import _socket
 import errno
-import struct
 import threading
 import time
 
-from gateways.server.channel import Channel
+from gateways.server.channel import Channel, timeval
 
 TYPE_CHECKING = False  # mypy reads the block below; the interpreter never does
 if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
+    from collections import deque
+    from collections.abc import Sequence
     from logging import Logger
     from typing import Any, Protocol
 
+    from gateways.server.conn import Conn
     from gateways.server.listen import Listener
 
-    # What serves one accepted connection: a thread's handler
-    # (gateways.server.handler.BaseHandler), called with the channel and the peer's address.
-    ConnectionHandler = Callable[[Channel, Any], object]
+    class ConnectionHandler(Protocol):
+        """A thread's handler (gateways.server.handler.BaseHandler)."""
+
+        def __call__(self, channel: Channel, address: Any) -> bool: ...  # True: parked
+
+        def resume(self, conn: Conn) -> bool: ...  # True: parked again
 
     class WorkerView(Protocol):
         """What the runners read of their worker (:class:`gateways.server.worker.Worker`)."""
@@ -60,10 +75,16 @@ if TYPE_CHECKING:
         def stopping(self) -> bool: ...
 
         @property
+        def finished(self) -> bool: ...
+
+        @property
         def log(self) -> Logger: ...
 
         @property
         def write_timeout(self) -> float: ...
+
+        @property
+        def ready(self) -> deque[Conn]: ...
 
 DELAY = 0.002  # a runner on one connection for this long may be blocked
 IDLE_POLL = 0.01  # how often the scout looks while no runner is busy
@@ -71,20 +92,15 @@ IDLE_POLL = 0.01  # how often the scout looks while no runner is busy
 SPARE, SCOUT, RUNNER = "spare", "scout", "runner"
 
 
-def _timeval(seconds: float) -> bytes:
-    whole = int(seconds)
-    return struct.pack("ll", whole, int((seconds - whole) * 1e6))
-
-
 def set_timeouts(sock: _socket.socket, receive: float, send: float) -> None:
     """SO_RCVTIMEO and SO_SNDTIMEO, in seconds.
 
-    A blocked ``recv``/``accept`` then returns ``BlockingIOError`` after
-    ``receive`` seconds without a poll() per call: that is how threads notice
-    a stop, an idle kept-alive connection and a stalled peer.
+    A blocked ``accept`` then returns ``BlockingIOError`` after ``receive``
+    seconds without a poll() per call: that is how runners notice a stop and
+    connections handed back by the poller; accepted TCP sockets inherit both.
     """
-    sock.setsockopt(_socket.SOL_SOCKET, _socket.SO_RCVTIMEO, _timeval(receive))
-    sock.setsockopt(_socket.SOL_SOCKET, _socket.SO_SNDTIMEO, _timeval(send))
+    sock.setsockopt(_socket.SOL_SOCKET, _socket.SO_RCVTIMEO, timeval(receive))
+    sock.setsockopt(_socket.SOL_SOCKET, _socket.SO_SNDTIMEO, timeval(send))
 
 
 class Runners:
@@ -102,7 +118,8 @@ class Runners:
         self.runners = 0
         self.scouting = False
         self.lock = threading.Lock()
-        self.wake = threading.Semaphore(0)  # a spare acquires it to become the scout
+        # A spare acquires it to become the scout, or to serve worker.ready.
+        self.wake = threading.Semaphore(0)
         self.threads: list[threading.Thread] = []
 
     def start(self) -> None:
@@ -122,17 +139,63 @@ class Runners:
         for thread in self.threads:
             thread.join()
 
+    def summon(self) -> None:
+        """A connection waits on worker.ready: wake a spare (if one waits)."""
+        self.wake.release()
+
+    @property
+    def crowded(self) -> bool:
+        """Requests are waiting for threads (more than one runner is busy)."""
+        return self.runners > 1
+
     def _main(self, index: int, role: str) -> None:
-        while not self.worker.stopping:
-            if role == RUNNER:
+        worker = self.worker
+        while not worker.finished:
+            if worker.stopping:
+                role = self._drain(index)
+            elif role == RUNNER:
                 role = self._run(index)
             elif role == SCOUT:
                 role = self._scout(index)
             elif self.wake.acquire(timeout=self.tick):
+                if worker.ready:
+                    self._serve_ready(index)
                 with self.lock:
                     if not self.scouting:
                         self.scouting = True
                         role = SCOUT
+
+    # -- connections the poller hands back ----------------------------------------------
+
+    def _serve_ready(self, index: int) -> None:
+        """Serve what waits on worker.ready, until it is empty."""
+        ready = self.worker.ready
+        handler = self.handlers[index]
+        log = self.worker.log
+        while True:
+            try:
+                conn = ready.popleft()
+            except IndexError:
+                return
+            try:
+                parked = handler.resume(conn)
+            except Exception:
+                parked = False
+                log.exception("internal error while serving a connection on %s",
+                              self.listener.name)
+            if not parked:
+                conn.sock.close()
+
+    def _drain(self, index: int) -> str:
+        """The worker stops: serve worker.ready until the worker is finished."""
+        with self.lock:
+            if self.started[index] >= 0.0:
+                self.runners -= 1
+            self.started[index] = -1.0
+        while not self.worker.finished:
+            self._serve_ready(index)
+            self.wake.acquire(timeout=DELAY)
+        return SPARE
 
     # -- the scout ----------------------------------------------------------------
 
@@ -151,10 +214,11 @@ class Runners:
     def _scout(self, index: int) -> str:
         # Made the scout because the load grew: keep looking closely.
         pause = DELAY if any(since > 0.0 for since in self.started) else IDLE_POLL
-        while not self.worker.stopping:
+        worker = self.worker
+        while not worker.stopping:
             time.sleep(pause)
             now = time.monotonic()
-            if self._needed(now):
+            if self._needed(now) or worker.ready:
                 with self.lock:
                     self.scouting = False
                     self.runners += 1
@@ -194,13 +258,16 @@ class Runners:
         family, kind = sock.family, sock.type
         handle = self.handlers[index]
         started = self.started
-        log = self.worker.log
-        # Accepted TCP sockets inherit the listener's timeouts; unix ones get
-        # them from their Channel when a call would block.
-        timeouts = None
-        if family == _socket.AF_UNIX:
-            timeouts = (_timeval(self.tick), _timeval(self.worker.write_timeout))
-        while not self.worker.stopping:
+        worker = self.worker
+        ready = worker.ready
+        log = worker.log
+        # Accepted TCP sockets inherit the listener's send timeout; unix ones get
+        # it from their Channel when a send would block.
+        send_timeout = timeval(worker.write_timeout) if family == _socket.AF_UNIX else None
+        while not worker.stopping:
+            if ready:
+                started[index] = time.monotonic()
+                self._serve_ready(index)
             started[index] = 0.0
             try:
                 fd, address = accept()
@@ -209,7 +276,7 @@ class Runners:
             except OSError as exc:
                 if exc.errno in (errno.ECONNABORTED, errno.EPROTO, errno.EINTR):
                     continue
-                if self.worker.stopping:
+                if worker.stopping:
                     break
                 log.error("accept() on %s failed: %s", self.listener.name, exc.strerror)
                 time.sleep(self.tick)
@@ -217,17 +284,15 @@ class Runners:
             started[index] = time.monotonic()
             conn = _socket.socket(family, kind, 0, fd)
             try:
-                handle(Channel(conn, timeouts), address)
+                parked = handle(Channel(conn, send_timeout), address)
             except Exception:
+                parked = False
                 log.exception("internal error while serving a connection on %s",
                               self.listener.name)
-            finally:
+            if not parked:
                 conn.close()
             if self.runners > 1:
                 role = self._step_back(index)
                 if role is not None:
                     return role
-        with self.lock:
-            self.runners -= 1
-            started[index] = -1.0
         return RUNNER

@@ -2,67 +2,82 @@
 
 The master (:mod:`gateways.server.master`) forks it and tells it what to do
 with signals; the threads (:mod:`gateways.server.runners`) accept the
-connections themselves.  Each worker thread marks its slot in an array the
-master shares with the time its request started and clears it at the end:
-that is how the master sees ``--timeout``, and how the worker counts
-``--max-requests``.
+connections themselves and park those that wait for their peer in the
+worker's poller (:mod:`gateways.server.poller`).  Each worker thread marks
+its slot in an array the master shares with the time the application
+started on a request and clears it at the end: that is how the master sees
+``--timeout``, and how the worker counts ``--max-requests``.
 
-Every listening socket carries ``SO_RCVTIMEO`` = ``TICK`` and ``SO_SNDTIMEO``
-= the read timeout; accepted TCP sockets inherit both, accepted unix sockets
-are given them by their channel when a call would block.  So a thread
-blocked in ``accept()`` or ``recv()`` wakes at least every ``TICK`` seconds
-to look at the stop flag and at how long its peer has stalled, without a
-poll() per request.
+The worker tells the master through a pipe: *ready* once it serves, and
+*recycle me* when it has served ``--max-requests`` or its memory passed
+``--max-rss``.  It serves on until the master, which starts the replacement
+at once, tells it to stop (SIGTERM) once the replacement is ready: a recycle
+leaves no gap.
 
-Signals (worker): SIGTERM, SIGINT: stop accepting, finish the requests in
-flight, exit.  SIGHUP is the master's business (ignored here).  A worker
-exits when its master is gone.
+Signals (worker): SIGTERM, SIGINT: stop accepting, take every connection
+still waiting in the listen queue (non-blocking ``accept()`` until there is
+none: closing a listening socket with connections in its queue resets
+them), serve those and the requests in flight, then exit.  SIGHUP is the
+master's business (ignored here).  A worker stops when its master is gone.
 """
 
 from __future__ import annotations
 
+import _socket
+import collections
+import errno
 import gc
 import os
+import select
 import signal
 import struct
 import time
 
+from gateways.server.channel import Channel, timeval
+from gateways.server.conn import Conn
+from gateways.server.poller import Poller
 from gateways.server.runners import Runners, set_timeouts
 
 TYPE_CHECKING = False  # mypy reads the block below; the interpreter never does
 if TYPE_CHECKING:
     from collections.abc import Callable
     from logging import Logger
-    from types import FrameType
+    from typing import Any
 
+    from gateways.server.handler import BaseHandler
     from gateways.server.listen import Listener
-    from gateways.server.runners import ConnectionHandler
 
     # What the master's boot function returns, in the worker: it makes each thread's
     # connection handler (gateways.server.handler.BaseHandler.factory).
-    HandlerFactory = Callable[["ThreadState"], ConnectionHandler]
+    HandlerFactory = Callable[["ThreadState"], BaseHandler]
 
 TICK = 0.5
 BOOT_ERROR = 3  # worker exit status: the application could not be loaded
-RECYCLED = 4  # worker exit status: --max-requests reached
+RECYCLED = 4  # worker exit status: recycled (--max-requests, --max-rss)
 ORPHANED = 5  # worker exit status: the master is gone
 
-PID = struct.Struct("=I")  # what a worker writes to the master's ready pipe
+# What a worker writes to the master's pipe: its pid and what it says.
+MESSAGE = struct.Struct("=IB")
+READY, RECYCLE_REQUESTS, RECYCLE_RSS = 1, 2, 3
+_PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
 
 class ThreadState:
     """One worker thread's view of its worker: what a protocol handler calls.
 
-    ``begin()``/``end()`` bracket each request (they feed ``--timeout`` and
-    ``--max-requests``); ``stopping`` tells an idle connection to close.
+    ``begin()``/``end()`` bracket each request the application runs (they feed
+    ``--timeout`` and ``--max-requests``); ``park(conn)`` hands a connection
+    that waits for its peer to the poller; ``crowded`` says requests wait for
+    threads; ``stopping`` that the worker stops.
     """
 
-    __slots__ = ("worker", "slot")
+    __slots__ = ("worker", "slot", "pool")
     tick = TICK  # the longest a blocked call waits before it looks at the flags
 
     def __init__(self, worker: Worker, slot: int) -> None:
         self.worker = worker
         self.slot = slot
+        self.pool: Runners | None = None  # the threads this one belongs to, once they exist
 
     def begin(self) -> None:
         self.worker.slots[self.slot] = time.monotonic()
@@ -74,7 +89,15 @@ class ThreadState:
             slots[self.slot] = 0.0
             worker.served += 1
             if worker.served == worker.max_requests:
-                worker.recycle()  # no thread accepts another connection after this one
+                worker.recycle(RECYCLE_REQUESTS)
+
+    def park(self, conn: Conn) -> bool:
+        return self.worker.poller.park(conn)
+
+    @property
+    def crowded(self) -> bool:
+        pool = self.pool
+        return pool is not None and pool.runners > 1
 
     @property
     def stopping(self) -> bool:
@@ -100,38 +123,81 @@ def keep_freed_memory(limit: int = 64 * 1024 * 1024) -> None:
         pass
 
 
+def rss() -> int:
+    """This process's resident memory in bytes (0 where /proc is not there)."""
+    try:
+        with open("/proc/self/statm", "rb") as f:
+            return int(f.read().split()[1]) * _PAGE
+    except (OSError, IndexError, ValueError):
+        return 0
+
+
 class Worker:
     """A worker process: loads the application, runs the accepting threads."""
 
     def __init__(self, listeners: list[Listener], boot: Callable[[], HandlerFactory],
-                 threads: int, slots: memoryview[float], max_requests: int,
-                 write_timeout: float, log: Logger, ready_fd: int, parent: int) -> None:
+                 threads: int, slots: memoryview[float], max_requests: int, *, config: Any,
+                 log: Logger, ready_fd: int, parent: int) -> None:
         self.listeners = listeners
         self.boot = boot
         self.threads = threads
         self.slots = slots
         self.max_requests = max_requests
-        self.write_timeout = write_timeout
+        self.config = config
+        self.write_timeout: float = config.read_timeout
+        self.max_rss: int = getattr(config, "max_rss", 0) or 0
         self.log = log
         self.ready_fd = ready_fd
         self.parent = parent
         self.stopping = False
-        self.recycled = False
+        self.finished = False
+        self.recycling = 0  # why the master was asked to recycle us (0: it was not)
         self.served = 0
+        self.ready: collections.deque[Conn] = collections.deque()
+        self.poller: Poller = None  # type: ignore[assignment]  # made in run()
+        self.pools: list[Runners] = []
+        self._wake_r, self._wake_w = os.pipe()
 
-    def _stop(self, signum: int, frame: FrameType | None) -> None:
+    # -- what threads and signals call --------------------------------------------------
+
+    def _stop(self, signum: int, frame: object) -> None:
         self.stopping = True
 
-    def recycle(self) -> None:
-        """``--max-requests`` reached: finish what is in flight, then exit."""
-        self.recycled = True
-        self.stopping = True
+    def recycle(self, why: int) -> None:
+        """Ask the master for a replacement (once); serve on until it says stop."""
+        if self.recycling:
+            return
+        self.recycling = why
+        self._tell(why)
+
+    def hand_over(self, conn: Conn) -> None:
+        """The poller completed a request: a thread is to run it."""
+        conn.queued = True
+        self.ready.append(conn)
+        for pool in self.pools:
+            pool.summon()
+
+    def _tell(self, what: int) -> bool:
+        try:
+            if os.getppid() != self.parent:
+                raise BrokenPipeError
+            os.write(self.ready_fd, MESSAGE.pack(os.getpid(), what))
+        except OSError:
+            self.log.warning("the master process is gone; stopping")
+            self.stopping = True
+            return False
+        return True
+
+    # -- the main thread ------------------------------------------------------------------
 
     def run(self) -> int:
         signal.signal(signal.SIGTERM, self._stop)
         signal.signal(signal.SIGINT, self._stop)
         signal.signal(signal.SIGHUP, signal.SIG_IGN)
         signal.signal(signal.SIGQUIT, signal.SIG_DFL)
+        os.set_blocking(self._wake_w, False)
+        os.set_blocking(self._wake_r, False)
+        signal.set_wakeup_fd(self._wake_w)  # a signal wakes the main loop's select()
         try:
             make_handler = self.boot()
         except Exception as exc:  # one line; boot() logs a traceback in debug mode
@@ -143,31 +209,97 @@ class Worker:
         # of the collector's way (fewer objects to walk on every collection).
         gc.freeze()
         keep_freed_memory()
-        pools = []
         count = len(self.listeners)
+        states = []
         for number, listener in enumerate(self.listeners):
             indexes = range(number, max(self.threads, count), count)
-            handlers = [make_handler(ThreadState(self, index)) for index in indexes]
-            pools.append(Runners(self, listener, handlers, TICK))
-        for pool in pools:
+            pool_states = [ThreadState(self, index) for index in indexes]
+            handlers = [make_handler(state) for state in pool_states]
+            pool = Runners(self, listener, handlers, TICK)
+            for state in pool_states:
+                state.pool = pool
+            states += pool_states
+            self.pools.append(pool)
+        intake = make_handler(ThreadState(self, 0))  # the poller's: begin/collect/peer only
+        config = self.config
+        self.poller = Poller(intake, self.hand_over, limit=config.max_parked,
+                             read_timeout=config.read_timeout,
+                             keepalive_timeout=config.keepalive_timeout, log=self.log,
+                             tick=TICK)
+        self.poller.start()
+        for pool in self.pools:
             pool.start()
-        status = 0
-        try:
-            if os.getppid() != self.parent:
-                raise BrokenPipeError
-            os.write(self.ready_fd, PID.pack(os.getpid()))
-        except OSError:
-            self.log.warning("the master process is gone; stopping")
-            self.stopping, status = True, ORPHANED
+        status = 0 if self._tell(READY) else ORPHANED
         while not self.stopping:
-            time.sleep(TICK)
+            self._wait(TICK)
             if os.getppid() != self.parent:
                 self.log.warning("the master process is gone; stopping")
                 self.stopping, status = True, ORPHANED
-        # Stop taking connections in this process; the socket itself lives on
-        # in the master and in the other workers (a reload keeps serving).
+            elif self.max_rss and not self.recycling and rss() > self.max_rss:
+                self.recycle(RECYCLE_RSS)
+        self._finish(config.graceful_timeout)
+        return RECYCLED if self.recycling and not status else status
+
+    def _wait(self, seconds: float) -> None:
+        try:
+            select.select([self._wake_r], [], [], seconds)
+            os.read(self._wake_r, 4096)
+        except (BlockingIOError, InterruptedError):
+            pass
+
+    def _finish(self, graceful_timeout: float) -> None:
+        """Stop without resets: take the listen queue, serve it and what is in flight,
+        then close this process's copy of the listening sockets."""
+        deadline = time.monotonic() + graceful_timeout
+        self.poller.stop()
+        for pool in self.pools:
+            pool.summon()
+        while True:
+            taken = self._take_queued()
+            while (self.ready or self.poller.waiting() or self._running()) and (
+                    time.monotonic() < deadline):
+                time.sleep(0.01)
+            if not taken and not self.ready:
+                break
+            if time.monotonic() >= deadline:
+                break
+        # The socket itself lives on in the master and in the other workers
+        # (a reload keeps serving); only this process stops taking connections.
         for listener in self.listeners:
             listener.sock.close()
-        for pool in pools:
+        self.finished = True
+        for pool in self.pools:
+            for _ in pool.threads:
+                pool.summon()
             pool.join()
-        return RECYCLED if self.recycled and not status else status
+        self.poller.join(1.0)
+
+    def _running(self) -> bool:
+        """A request is being answered by one of this worker's threads."""
+        return any(self.slots)
+
+    def _take_queued(self) -> int:
+        """Accept every connection waiting in the listen queues, without blocking."""
+        taken = 0
+        for listener in self.listeners:
+            sock = listener.sock
+            family, kind = sock.family, sock.type
+            send_timeout = timeval(self.write_timeout) if family == _socket.AF_UNIX else None
+            sock.setblocking(False)
+            while True:
+                try:
+                    fd, address = sock._accept()  # type: ignore[attr-defined]
+                except BlockingIOError:
+                    break
+                except OSError as exc:
+                    if exc.errno in (errno.ECONNABORTED, errno.EPROTO, errno.EINTR):
+                        continue
+                    break
+                conn = Conn(Channel(_socket.socket(family, kind, 0, fd), send_timeout),
+                            address)
+                conn.queued = True
+                self.ready.append(conn)
+                taken += 1
+            for pool in self.pools:
+                pool.summon()
+        return taken
