@@ -84,8 +84,8 @@ def test_snippet_tells_how_to_start_each_daemon(backends):
         assert "--bind %s" % daemon.bind in text
 
 
+@pytest.mark.usefixtures("balanced")
 class TestBalancedBehaviour(FrontBehaviour):
-    @pytest.fixture(scope="class")
     @classmethod
-    def front(cls, balanced):
-        return balanced
+    def make_front(cls, request):
+        return request.getfixturevalue("balanced")

@@ -4,7 +4,8 @@ script, and the printed fix command run for real until the check passes.
 
 The scripts live in world-traversable directories made by public_dir(); the
 checks run the scripts as www-data (when the tests run as root), like the web
-servers do.
+servers do; the tests that run this interpreter that way are marked ``servers``
+(www-data cannot reach every interpreter: see scripts/test).
 """
 
 import os
@@ -80,10 +81,12 @@ def good(public, server_python, app_dir):
                         str(app_dir))
 
 
+@pytest.mark.servers
 def test_a_script_from_cgi_script_is_clean(good):
     assert_clean(good)
 
 
+@pytest.mark.servers
 def test_crlf_line_endings(good):
     data = open(good, "rb").read()
     webservers.write_file(good, data.replace(b"\n", b"\r\n"), mode=0o755)
@@ -97,6 +100,7 @@ def test_crlf_line_endings(good):
     assert_clean(good)
 
 
+@pytest.mark.servers
 def test_fixes_edit_the_target_of_a_symlinked_script(public, good):
     link = public / "link.cgi"
     os.symlink(good, link)
@@ -110,6 +114,7 @@ def test_fixes_edit_the_target_of_a_symlinked_script(public, good):
     assert_clean(str(link))
 
 
+@pytest.mark.servers
 def test_byte_order_mark(good):
     data = open(good, "rb").read()
     webservers.write_file(good, b"\xef\xbb\xbf" + data, mode=0o755)
@@ -123,6 +128,7 @@ def test_byte_order_mark(good):
     assert_clean(good)
 
 
+@pytest.mark.servers
 def test_not_executable(good):
     os.chmod(good, 0o644)
     status, output = check(good)
@@ -133,6 +139,7 @@ def test_not_executable(good):
     assert_clean(good)
 
 
+@pytest.mark.servers
 def test_missing_interpreter(good):
     text = open(good).read().replace(sys.executable, "/nonexistent/python3", 1)
     webservers.write_file(good, text, mode=0o755)
@@ -145,6 +152,7 @@ def test_missing_interpreter(good):
     assert_clean(good)
 
 
+@pytest.mark.servers
 def test_no_shebang(public):
     script = webservers.write_file(public / "hello.cgi", (HELLO % "x").split("\n", 1)[1],
                                    mode=0o755)
@@ -167,6 +175,7 @@ def test_env_python3_with_crlf(public):
     assert_clean(str(script))
 
 
+@pytest.mark.servers
 def test_env_name_not_in_the_web_servers_path(public):
     script = webservers.write_file(public / "hello.cgi", HELLO % "/usr/bin/env no-such-python3",
                                    mode=0o755)
@@ -179,6 +188,7 @@ def test_env_name_not_in_the_web_servers_path(public):
     assert_clean(str(script))
 
 
+@pytest.mark.servers
 @pytest.mark.parametrize("mode, state", [
     (0o644, "is not an executable file"),
     (0o755, "is not a program (no ELF header, no '#!')"),  # runuser would run it with sh
@@ -194,6 +204,7 @@ def test_interpreter_not_a_program(public, good, mode, state):
     assert_clean(good)
 
 
+@pytest.mark.servers
 @needs_root
 def test_directory_not_searchable(public, server_python, app_dir):
     private = public / "private"
@@ -210,6 +221,7 @@ def test_directory_not_searchable(public, server_python, app_dir):
     assert_clean(script)
 
 
+@pytest.mark.servers
 @needs_root
 def test_root_is_not_blocked_by_modes(public, server_python, app_dir):
     private = public / "private"
@@ -249,6 +261,7 @@ def test_interpreter_out_of_reach(public):
     assert_clean(str(script))
 
 
+@pytest.mark.servers
 @needs_root
 def test_group_membership_counts(public, good):
     os.chown(public, 0, pwd.getpwnam("www-data").pw_gid)
@@ -256,6 +269,7 @@ def test_group_membership_counts(public, good):
     assert_clean(good)
 
 
+@pytest.mark.servers
 @needs_root
 def test_unreadable_script(good):
     os.chmod(good, 0o711)  # executable, but the interpreter cannot read it
@@ -268,6 +282,7 @@ def test_unreadable_script(good):
     assert_clean(good)
 
 
+@pytest.mark.servers
 @needs_root
 def test_application_directory_locked(public, server_python, app_dir):
     code = public / "code"
@@ -285,6 +300,7 @@ def test_application_directory_locked(public, server_python, app_dir):
     assert_clean(script)
 
 
+@pytest.mark.servers
 def test_application_not_importable(public, server_python, app_dir):
     script = write_script(str(public / "app.cgi"), "no_such_module:app", server_python,
                           str(app_dir))
@@ -299,6 +315,7 @@ def test_application_not_importable(public, server_python, app_dir):
     assert "note: not run as a CGI request: fix the problems above first" in output
 
 
+@pytest.mark.servers
 def test_gateways_not_importable(good):
     system = "/usr/bin/python3"
     probe = subprocess.run([system, "-c", "import gateways"], cwd="/", capture_output=True,
@@ -315,6 +332,7 @@ def test_gateways_not_importable(good):
     assert fixes(output) == ["%s -m pip install gateways" % system]
 
 
+@pytest.mark.servers
 def test_output_without_headers(public):
     script = webservers.write_file(public / "hello.cgi", '#!%s\nprint("hello world")\n'
                                    % sys.executable, mode=0o755)
@@ -332,6 +350,7 @@ def test_output_without_headers(public):
     assert rerun.stdout == "hello world\n"
 
 
+@pytest.mark.servers
 def test_traceback_before_headers(public):
     script = webservers.write_file(public / "broken.cgi", "#!%s\nimport no_such_module_x\n"
                                    % sys.executable, mode=0o755)
@@ -343,6 +362,7 @@ def test_traceback_before_headers(public):
     assert "    | ModuleNotFoundError: No module named 'no_such_module_x'" in output
 
 
+@pytest.mark.servers
 def test_application_answers_500(public, server_python):
     webservers.write_file(public / "failing.py",
                           "def application(environ, start_response):\n"
@@ -355,6 +375,7 @@ def test_application_answers_500(public, server_python):
     assert "BOOM-MARKER" in output  # the end of the traceback on stderr
 
 
+@pytest.mark.servers
 def test_hanging_script_is_killed(public):
     script = webservers.write_file(
         public / "hang.cgi", "#!%s\nimport os, sys, time\nprint(os.getpid(), file=sys.stderr, "
@@ -378,6 +399,7 @@ def test_hanging_in_process_with_a_short_module_timeout(public, monkeypatch):
         "it did not finish within 0.5 s; the web server would time out"]
 
 
+@pytest.mark.servers
 @needs_root
 def test_every_problem_is_reported_and_every_fix_applies(public, server_python, app_dir):
     private = public / "private"
@@ -395,6 +417,7 @@ def test_every_problem_is_reported_and_every_fix_applies(public, server_python, 
     assert_clean(script)
 
 
+@pytest.mark.servers
 @needs_root
 def test_run_by_a_user_who_is_not_root(good):
     """Not root: the checks run as ourselves, and say so when --user is someone else."""
@@ -411,6 +434,7 @@ def test_run_by_a_user_who_is_not_root(good):
     assert "note: not root: the programs ran as www-data, not root\n" in result.stdout
 
 
+@pytest.mark.servers
 def test_name_without_cgi_extension_is_only_a_note(public, server_python, app_dir):
     script = write_script(str(public / "app"), "probe:application", server_python,
                           str(app_dir))
