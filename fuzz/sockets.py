@@ -13,8 +13,11 @@ opens ``--count`` malformed connections from 12 client threads, each one of:
 * garbage (random bytes, an HTTP request line);
 * a slow dribble of a request, a few bytes every few milliseconds, bounded
   to a fraction of a second;
+* a streaming response interrupted: FCGI_ABORT_REQUEST (alone, or with
+  FCGI_STDIN after it), FCGI_GET_VALUES, another BEGIN_REQUEST, garbage,
+  a close;
 
-and every ``--valid-every`` th connection a valid request (sometimes two on
+and after every ``--valid-every`` (10) of them a valid request (sometimes two on
 one FastCGI connection with FCGI_KEEP_CONN), which must be answered 200 with
 the body the application computes for it.  Bounded in count and in time
 (``--time-limit``).  Then the daemon's log must hold no "Traceback" and no
@@ -183,16 +186,32 @@ def valid_request(rng, protocol):
 
 
 def plan(protocol, seed, index, valid_every):
-    """What connection ``index`` of ``seed`` does (deterministic): a dict."""
+    """What connection ``index`` of ``seed`` does (deterministic): a dict.  After every
+    ``valid_every`` malformed connections comes a valid one."""
     rng = random.Random(seed * 1_000_000_007 + index)
     inputs = corpus.fastcgi_corpus() if protocol == "fastcgi" else _SCGI_CORPUS
-    if valid_every and index % valid_every == valid_every - 1:
+    if valid_every and index % (valid_every + 1) == valid_every:
         exchanges = valid_request(rng, protocol)
         return {"kind": "valid", "protocol": protocol, "exchanges": exchanges,
                 "data": b"".join(data for data, _, _ in exchanges),
                 "pieces": [None] if rng.random() < 0.7 else [rng.randrange(1, 5000)]}
     pick = rng.random()
-    if pick < 0.15:
+    if pick < 0.1:  # a streaming response, interrupted
+        params = corpus.http_params("/stream")
+        if protocol == "fastcgi":
+            rid = rng.choice((1, 2))
+            data = corpus.fastcgi_request(params, rid=rid, keep_conn=rng.random() < 0.5)
+            then = rng.choice((corpus.record(fcgi.ABORT_REQUEST, rid),
+                               corpus.record(fcgi.ABORT_REQUEST, rid) + corpus.record(
+                                   fcgi.STDIN, rid, b"late"), corpus.get_values(),
+                               corpus.begin(rid + 1), corpus.begin(rid),
+                               corpus.record(12, 0) * 100, b"\x07garbage", b""))
+        else:
+            data = corpus.make_request(dict(params))
+            then = rng.choice((b"", b"more bytes after the request"))
+        return {"kind": "interrupt", "data": data, "then": then, "shutdown": False,
+                "pieces": [len(data)], "close": rng.random() < 0.3}
+    if pick < 0.25:
         data = corpus.odd_request(rng, protocol)
         return {"kind": "odd", "data": data, "shutdown": rng.random() < 0.5,
                 "pieces": [len(data)]}
@@ -315,6 +334,12 @@ def run_connection(address, conn):
     with sock:
         try:
             _send(sock, conn["data"], conn["pieces"], conn.get("delay", 0.0), DRIBBLE_BOUND)
+            if conn["kind"] == "interrupt":  # once the response streams: interrupt it
+                sock.recv(1)
+                if conn["close"]:
+                    return None
+                if conn["then"]:
+                    sock.sendall(conn["then"])
             if conn.get("shutdown"):
                 sock.shutdown(socket.SHUT_WR)
             if conn["kind"] != "half" or conn.get("read"):
@@ -403,10 +428,11 @@ class Result:
 
     def summary(self):
         rate = self.connections / self.elapsed if self.elapsed else 0
+        malformed = self.connections - self.valid
         kinds = ", ".join("%s %d" % kv for kv in sorted(self.by_kind.items()))
-        text = ("%s: %d connections (%s) in %.1f s (%.0f/s); valid requests: %d, failed %d; "
-                "log: %d Traceback, %d ERROR lines" % (
-                    self.protocol, self.connections, kinds, self.elapsed, rate, self.valid,
+        text = ("%s: %d malformed connections and %d valid requests (%s) in %.1f s (%.0f "
+                "connections/s); valid requests failed: %d; log: %d Traceback, %d ERROR lines"
+                % (self.protocol, malformed, self.valid, kinds, self.elapsed, rate,
                     len(self.failed_valid), len(self.tracebacks), len(self.errors)))
         for signature, count in sorted(self.signatures().items()):
             text += "\n  %dx %s" % (count, signature)
@@ -448,7 +474,8 @@ def fuzz(protocol, count=1000, seed=1, valid_every=10, time_limit=600.0, workers
 
     try:
         with concurrent.futures.ThreadPoolExecutor(workers) as pool:
-            for future in [pool.submit(one, index) for index in range(count)]:
+            total = count + (count // valid_every if valid_every else 0)
+            for future in [pool.submit(one, index) for index in range(total)]:
                 future.result()
         result.elapsed = time.monotonic() - began
         time.sleep(0.5)  # the last log lines
@@ -537,10 +564,11 @@ def main(argv=None):
     parser.add_argument("--protocol", choices=(*PROTOCOLS, "all"), default="all",
                         help="the daemon to fuzz (default: all, one after the other)")
     parser.add_argument("--count", type=int, default=1000,
-                        help="connections per protocol (default: 1000)")
+                        help="malformed connections per protocol (default: 1000)")
     parser.add_argument("--seed", type=int, default=1, help="(default: 1)")
     parser.add_argument("--valid-every", type=int, default=10,
-                        help="every Nth connection is a valid request (default: 10)")
+                        help="a valid request after every N malformed connections; 0: none "
+                        "(default: 10)")
     parser.add_argument("--time-limit", type=float, default=600.0,
                         help="stop opening connections after this many s (default: 600)")
     parser.add_argument("--workers", type=int, default=12,
