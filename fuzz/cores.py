@@ -561,9 +561,11 @@ def replay(path, error_state=True, max_feed_ms=100.0, log=sys.stdout):
         feeds.append(("as recorded (%d feed() calls)" % len(chunks), chunks))
     feeds += [("whole", [data]), ("byte by byte", [data[i:i + 1] for i in range(len(data))])]
     status = 0
+    limits = meta.get("limits") or {}
     for label, chunks in feeds:
-        finding = run_input(protocol, chunks, meta.get("limits") or {}, error_state,
-                            max_feed_ms / 1000)
+        finding = run_input(protocol, chunks, limits, error_state, max_feed_ms / 1000)
+        if finding is None and len(chunks) > 1:
+            finding = check_splits(protocol, data, chunks, limits)
         print("%s, %d bytes fed %s: %s" % (protocol, len(data), label,
                                            finding.line() if finding else "ok"), file=log)
         if finding is not None:

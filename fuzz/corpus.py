@@ -112,6 +112,9 @@ def fastcgi_corpus():
         begin(1) + stream(fcgi.PARAMS, 1, fcgi.encode_pairs(PARAM_SETS[2]))
         + record(fcgi.STDIN, 1, b"part") + record(fcgi.ABORT_REQUEST, 1)
         + record(fcgi.STDIN, 1, b"more") + record(fcgi.STDIN, 1),
+        begin(1) + stream(fcgi.PARAMS, 1, fcgi.encode_pairs(PARAM_SETS[2]))
+        + record(fcgi.STDIN, 1, b"part") + record(fcgi.ABORT_REQUEST, 1)
+        + record(fcgi.STDIN, 1),  # the end of the body right after the abort
         record(fcgi.ABORT_REQUEST, 9) + fastcgi_request(PARAM_SETS[0]),  # inactive id
         # roles we do not serve, a second request while one is active, FCGI_DATA
         begin(1, role=fcgi.AUTHORIZER) + fastcgi_request(PARAM_SETS[0], rid=2),

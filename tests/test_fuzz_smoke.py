@@ -75,16 +75,18 @@ def test_core(protocol, kind, crashes):
 
 # -- against a daemon -------------------------------------------------------------------------
 
-# Tracebacks in the daemon's log, by what they are: (protocol, name): (pattern, bug).
+# Tracebacks in the daemon's log, by what they are: (protocol, name): (patterns, bug);
+# a traceback is that bug when it holds every pattern (a tuple: any of its strings).
 KNOWN_SOCKET = {
     ("fastcgi", "abort-then-stdin"): (
-        "in collect", "FastCGI handler: FCGI_ABORT_REQUEST followed by FCGI_STDIN in one read "
-        "crashes it (AttributeError: the body is None after the abort)"),
+        (("in collect\n", "in run_request\n"), "AttributeError: 'NoneType'"), "FastCGI handler: FCGI_ABORT_REQUEST followed "
+        "by FCGI_STDIN in one read crashes it: the body is None after the abort (AttributeError "
+        "in collect() for a STDIN record with data, in run_request() for the empty end record)"),
     ("fastcgi", "content-length-digits"): (
-        "integer string conversion", "server/body.py check_length: a CONTENT_LENGTH of more "
-        "than 4300 digits raises ValueError from int()"),
+        ("integer string conversion",), "server/body.py check_length: a CONTENT_LENGTH of "
+        "more than 4300 digits raises ValueError from int()"),
     ("scgi", "content-length-digits"): (
-        "integer string conversion", "SCGI core (and server/body.py check_length): a "
+        ("integer string conversion",), "SCGI core (and server/body.py check_length): a "
         "CONTENT_LENGTH of more than 4300 digits raises ValueError from int()"),
 }
 
@@ -99,8 +101,10 @@ def socket_run(protocol):
 
 
 def _classify(protocol, text):
-    for (known_protocol, name), (pattern, _) in KNOWN_SOCKET.items():
-        if known_protocol == protocol and pattern in text:
+    for (known_protocol, name), (patterns, _) in KNOWN_SOCKET.items():
+        if known_protocol == protocol and all(
+                any(one in text for one in (pattern if isinstance(pattern, tuple) else (pattern,)))
+                for pattern in patterns):
             return name
     return "other"
 
