@@ -543,6 +543,25 @@ def report(finding, out, log, error_state):
     log.flush()
 
 
+def run_alone(protocol, data, chunks, limits, error_state=True, max_feed_ms=100.0):
+    """One input with every check a run makes (cycles and splits too): None or a Finding."""
+    gc.collect()
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        finding = run_input(protocol, chunks, limits, error_state, max_feed_ms / 1000)
+        if finding is None and len(chunks) > 1:
+            finding = check_splits(protocol, data, chunks, limits)
+        count, names = _garbage_types()
+        if finding is None and count and set(names) & CORE_CLASSES:
+            finding = Finding(protocol, "cycle", "%d objects in reference cycles after one "
+                              "input: %s" % (count, ", ".join(names)), _cycle_key(names))
+    finally:
+        if enabled:
+            gc.enable()
+    return finding
+
+
 def replay(path, error_state=True, max_feed_ms=100.0, log=sys.stdout):
     """Run a saved input again the way it was fed; print what happens.  Exit status."""
     with open(path, "rb") as f:
@@ -563,9 +582,7 @@ def replay(path, error_state=True, max_feed_ms=100.0, log=sys.stdout):
     status = 0
     limits = meta.get("limits") or {}
     for label, chunks in feeds:
-        finding = run_input(protocol, chunks, limits, error_state, max_feed_ms / 1000)
-        if finding is None and len(chunks) > 1:
-            finding = check_splits(protocol, data, chunks, limits)
+        finding = run_alone(protocol, data, chunks, limits, error_state, max_feed_ms)
         print("%s, %d bytes fed %s: %s" % (protocol, len(data), label,
                                            finding.line() if finding else "ok"), file=log)
         if finding is not None:
@@ -628,7 +645,7 @@ def main(argv=None):
             print("%s input #%d of seed %d: %d bytes in %d feed() calls, limits %r: %r%s" % (
                 protocol, args.index, args.seed, len(data), len(chunks), limits, data[:200],
                 "..." if len(data) > 200 else ""))
-            finding = run_input(protocol, chunks, limits, error_state, args.max_feed_ms / 1000)
+            finding = run_alone(protocol, data, chunks, limits, error_state, args.max_feed_ms)
             print("  " + (finding.line() if finding else "ok"))
             if finding is not None:
                 status = 1
