@@ -1,7 +1,8 @@
 """The request/response cases every gateway must pass behind every front end.
 
-A test class mixes in :class:`FrontBehaviour` and provides a class-scoped
-``front`` fixture returning a :class:`Front`: where the probe application
+A test class mixes in :class:`FrontBehaviour` and provides a classmethod
+``make_front(request)`` returning a :class:`Front` (the class-scoped ``front``
+fixture of conftest.py calls it for each test): where the probe application
 (tests/apps/probe.py) is mounted behind a real web server (or the
 standalone server).  The same cases then run through CGI, FastCGI, SCGI and
 standalone, at a prefix and at the root.
@@ -54,7 +55,11 @@ def get_json(front, path, **kw):
 
 
 class FrontBehaviour:
-    """Mix into a test class that provides the ``front`` fixture."""
+    """Mix into a test class that defines ``make_front(cls, request)`` (a classmethod)."""
+
+    @classmethod
+    def make_front(cls, request):
+        raise NotImplementedError("%s must define make_front(request)" % cls.__name__)
 
     def test_get_with_query(self, front):
         data = get_json(front, "/echo/some/path?x=1&y=%20z")

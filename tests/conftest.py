@@ -6,6 +6,8 @@ once, and the test applications are copied into a world-readable directory.
 The tests that start daemons themselves get a short directory for them and
 a list of what they started, killed in teardown.  The tests that run a
 printed ``pip install gateways`` get an environment that installs this checkout.
+The shared cases of :class:`behaviour.FrontBehaviour` get their ``front`` from
+the test class.
 """
 
 import os
@@ -19,6 +21,20 @@ import pytest
 
 import webservers
 from daemons import APPS
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m deselects anything
+def pytest_collection_modifyitems(config, items):
+    """A test that needs the web servers' user (``server_python``, which ``app_dir``
+    and ``gateways_bin`` use) must be marked ``servers``: ``-m "not servers"`` is
+    what runs on interpreters www-data cannot reach (scripts/test, pyenv's)."""
+    unmarked = [item.nodeid for item in items
+                if "server_python" in getattr(item, "fixturenames", ())
+                and item.get_closest_marker("servers") is None]
+    if unmarked:
+        raise pytest.UsageError(
+            "these tests need www-data (fixture server_python) but are not marked "
+            "servers:\n  " + "\n  ".join(unmarked))
 
 
 @pytest.fixture(scope="session")
@@ -75,3 +91,20 @@ def pip_env():
     assert build.returncode == 0, build.stdout + build.stderr
     yield dict(os.environ, PIP_NO_INDEX="1", PIP_FIND_LINKS=str(directory))
     shutil.rmtree(directory, ignore_errors=True)
+
+
+@pytest.fixture
+def front(request):
+    """Where the shared cases of :class:`behaviour.FrontBehaviour` run: the test class's
+    ``make_front(request)`` (``request.param`` when the class is parametrized with
+    ``indirect=["front"]``).  A :class:`behaviour.Front` is only an address: the
+    servers behind it are the fixtures ``make_front`` reads, with their own scopes.
+    The class names those fixtures with ``@pytest.mark.usefixtures`` so that pytest
+    knows them before the tests run (parametrized ones must be known then, and
+    ``servers`` is checked against them).
+
+    A plain fixture here rather than a class-scoped fixture method in each class:
+    ``@pytest.fixture`` on a ``@classmethod`` cannot be collected on Python 3.9,
+    and pytest 9 deprecates class-scoped fixtures that are instance methods.
+    """
+    return request.cls.make_front(request)

@@ -93,11 +93,11 @@ def test_snippet_tells_how_to_start_each_daemon(backends):
         assert "--bind %s" % daemon.bind in text
 
 
+@pytest.mark.usefixtures("balanced")
 class TestBalancedBehaviour(FrontBehaviour):
-    @pytest.fixture(scope="class")
     @classmethod
-    def front(cls, balanced):
-        return balanced
+    def make_front(cls, request):
+        return request.getfixturevalue("balanced")
 
 
 # -- uwsgi ---------------------------------------------------------------------------------
@@ -166,8 +166,8 @@ def test_uwsgi_daemon_lines_carry_the_mount_point_for_apache_only(uwsgi_balanced
             assert "--script-name" not in line
 
 
+@pytest.mark.usefixtures("uwsgi_balanced")
 class TestBalancedUwsgiBehaviour(FrontBehaviour):
-    @pytest.fixture(scope="class")
     @classmethod
-    def front(cls, uwsgi_balanced):
-        return uwsgi_balanced[0]
+    def make_front(cls, request):
+        return request.getfixturevalue("uwsgi_balanced")[0]

@@ -68,31 +68,35 @@ def lighttpd_root(cgi_dir, app_dir, server_python):
     server.close()
 
 
+@pytest.mark.usefixtures("apache")
 class TestApacheCGIAtPrefix(FrontBehaviour):
-    @pytest.fixture(scope="class")
     @classmethod
-    def front(cls, apache):
+    def make_front(cls, request):
+        apache = request.getfixturevalue("apache")
         return Front(apache.url(), "/app", apache, streams=True)
 
 
+@pytest.mark.usefixtures("apache")
 class TestApacheCGIAtRoot(FrontBehaviour):
-    @pytest.fixture(scope="class")
     @classmethod
-    def front(cls, apache):
+    def make_front(cls, request):
+        apache = request.getfixturevalue("apache")
         return Front(apache.url(), "", apache, streams=True)
 
 
+@pytest.mark.usefixtures("lighttpd")
 class TestLighttpdCGIAtPrefix(FrontBehaviour):
-    @pytest.fixture(scope="class")
     @classmethod
-    def front(cls, lighttpd):
+    def make_front(cls, request):
+        lighttpd = request.getfixturevalue("lighttpd")
         return Front(lighttpd.url(), "/app", lighttpd, streams=True)
 
 
+@pytest.mark.usefixtures("lighttpd_root")
 class TestLighttpdCGIAtRoot(FrontBehaviour):
-    @pytest.fixture(scope="class")
     @classmethod
-    def front(cls, lighttpd_root):
+    def make_front(cls, request):
+        lighttpd_root = request.getfixturevalue("lighttpd_root")
         return Front(lighttpd_root.url(), "", lighttpd_root, streams=True)
 
 
@@ -197,16 +201,18 @@ def apache_htaccess(server_python, app_dir):
     webservers.shutil.rmtree(root, ignore_errors=True)
 
 
+@pytest.mark.usefixtures("apache_htaccess")
 class TestApacheHtaccessAtPrefix(FrontBehaviour):
-    @pytest.fixture(scope="class")
     @classmethod
-    def front(cls, apache_htaccess):
+    def make_front(cls, request):
+        apache_htaccess = request.getfixturevalue("apache_htaccess")
         return Front(apache_htaccess.url(), "/app", apache_htaccess, streams=True,
                      directory=True)
 
 
+@pytest.mark.usefixtures("apache_htaccess")
 class TestApacheHtaccessAtRoot(FrontBehaviour):
-    @pytest.fixture(scope="class")
     @classmethod
-    def front(cls, apache_htaccess):
+    def make_front(cls, request):
+        apache_htaccess = request.getfixturevalue("apache_htaccess")
         return Front(apache_htaccess.url(), "", apache_htaccess, streams=True)

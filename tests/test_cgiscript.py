@@ -44,6 +44,7 @@ def script(server_python, app_dir):
     webservers.shutil.rmtree(directory, ignore_errors=True)
 
 
+@pytest.mark.servers
 def test_shebang_line_endings_bom_and_mode(script, server_python, app_dir):
     data = script.read_bytes()
     assert data.startswith(b"#!" + server_python.encode() + b"\n")
@@ -76,6 +77,7 @@ def test_relative_python_is_a_one_line_error(tmp_path):
     assert not target.exists()
 
 
+@pytest.mark.servers
 def test_passes_gateways_check(script):
     status, out, err = gateways("check", str(script), "--user", "www-data")
     assert (status, err) == (0, ""), out
@@ -105,6 +107,7 @@ def test_serves_through_lighttpd_mod_cgi(script, server_python, app_dir):
         _assert_probe_echo(requests.get(server.url("/app/echo"), timeout=30))
 
 
+@pytest.mark.servers
 def test_from_a_terminal_it_starts_the_standalone_server(script, tmp_path):
     port = webservers.free_port()
     env = {"PATH": webservers.BASE_ENV["PATH"], "GATEWAYS_BIND": "127.0.0.1:%d" % port}

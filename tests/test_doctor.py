@@ -4,7 +4,8 @@ script, and the printed fix command run for real until the check passes.
 
 The scripts live in world-traversable directories made by public_dir(); the
 checks run the scripts as www-data (when the tests run as root), like the web
-servers do.
+servers do; the tests that run this interpreter that way are marked ``servers``
+(www-data cannot reach every interpreter: see scripts/test).
 """
 
 import os
@@ -81,10 +82,12 @@ def good(public, server_python, app_dir):
                         str(app_dir))
 
 
+@pytest.mark.servers
 def test_a_script_from_cgi_script_is_clean(good):
     assert_clean(good)
 
 
+@pytest.mark.servers
 def test_crlf_line_endings(good):
     data = open(good, "rb").read()
     webservers.write_file(good, data.replace(b"\n", b"\r\n"), mode=0o755)
@@ -98,6 +101,7 @@ def test_crlf_line_endings(good):
     assert_clean(good)
 
 
+@pytest.mark.servers
 def test_fixes_edit_the_target_of_a_symlinked_script(public, good):
     link = public / "link.cgi"
     os.symlink(good, link)
@@ -111,6 +115,7 @@ def test_fixes_edit_the_target_of_a_symlinked_script(public, good):
     assert_clean(str(link))
 
 
+@pytest.mark.servers
 def test_byte_order_mark(good):
     data = open(good, "rb").read()
     webservers.write_file(good, b"\xef\xbb\xbf" + data, mode=0o755)
@@ -124,6 +129,7 @@ def test_byte_order_mark(good):
     assert_clean(good)
 
 
+@pytest.mark.servers
 def test_not_executable(good):
     os.chmod(good, 0o644)
     status, output = check(good)
@@ -134,6 +140,7 @@ def test_not_executable(good):
     assert_clean(good)
 
 
+@pytest.mark.servers
 def test_missing_interpreter(good):
     text = open(good).read().replace(sys.executable, "/nonexistent/python3", 1)
     webservers.write_file(good, text, mode=0o755)
@@ -146,6 +153,7 @@ def test_missing_interpreter(good):
     assert_clean(good)
 
 
+@pytest.mark.servers
 def test_no_shebang(public):
     script = webservers.write_file(public / "hello.cgi", (HELLO % "x").split("\n", 1)[1],
                                    mode=0o755)
@@ -168,6 +176,7 @@ def test_env_python3_with_crlf(public):
     assert_clean(str(script))
 
 
+@pytest.mark.servers
 def test_env_name_not_in_the_web_servers_path(public):
     script = webservers.write_file(public / "hello.cgi", HELLO % "/usr/bin/env no-such-python3",
                                    mode=0o755)
@@ -180,6 +189,7 @@ def test_env_name_not_in_the_web_servers_path(public):
     assert_clean(str(script))
 
 
+@pytest.mark.servers
 @pytest.mark.parametrize("mode, state", [
     (0o644, "is not an executable file"),
     (0o755, "is not a program (no ELF header, no '#!')"),  # runuser would run it with sh
@@ -195,6 +205,7 @@ def test_interpreter_not_a_program(public, good, mode, state):
     assert_clean(good)
 
 
+@pytest.mark.servers
 @needs_root
 def test_directory_not_searchable(public, server_python, app_dir):
     private = public / "private"
@@ -211,6 +222,7 @@ def test_directory_not_searchable(public, server_python, app_dir):
     assert_clean(script)
 
 
+@pytest.mark.servers
 @needs_root
 def test_root_is_not_blocked_by_modes(public, server_python, app_dir):
     private = public / "private"
@@ -250,6 +262,7 @@ def test_interpreter_out_of_reach(public):
     assert_clean(str(script))
 
 
+@pytest.mark.servers
 @needs_root
 def test_group_membership_counts(public, good):
     os.chown(public, 0, pwd.getpwnam("www-data").pw_gid)
@@ -257,6 +270,7 @@ def test_group_membership_counts(public, good):
     assert_clean(good)
 
 
+@pytest.mark.servers
 @needs_root
 def test_unreadable_script(good):
     os.chmod(good, 0o711)  # executable, but the interpreter cannot read it
@@ -269,6 +283,7 @@ def test_unreadable_script(good):
     assert_clean(good)
 
 
+@pytest.mark.servers
 @needs_root
 def test_application_directory_locked(public, server_python, app_dir):
     code = public / "code"
@@ -286,6 +301,7 @@ def test_application_directory_locked(public, server_python, app_dir):
     assert_clean(script)
 
 
+@pytest.mark.servers
 def test_application_not_importable(public, server_python, app_dir):
     script = write_script(str(public / "app.cgi"), "no_such_module:app", server_python,
                           str(app_dir))
@@ -329,6 +345,7 @@ def _private_app(public, python):
     return write_script(str(public / "app.cgi"), "probe:application", python, str(code)), code
 
 
+@pytest.mark.servers
 def test_gateways_not_importable(public, pip_env):
     """Debian 12's /usr/bin/python3 refuses pip install (PEP 668): the fix makes a
     virtualenv that has gateways and points the shebang at it, and it works."""
@@ -372,6 +389,7 @@ def test_gateways_not_importable_in_a_virtualenv(public, pip_env):
     assert_clean(script)
 
 
+@pytest.mark.servers
 def test_application_raises_at_import(public, server_python):
     """Not "install the application": the application is there and its code fails, so
     the fix is its traceback, from the import run by hand as the web server would."""
@@ -394,6 +412,7 @@ def test_application_raises_at_import(public, server_python):
     assert "ValueError: no DATABASE_URL in the environment" in rerun.stderr
 
 
+@pytest.mark.servers
 def test_output_without_headers(public):
     script = webservers.write_file(public / "hello.cgi", '#!%s\nprint("hello world")\n'
                                    % sys.executable, mode=0o755)
@@ -411,6 +430,7 @@ def test_output_without_headers(public):
     assert rerun.stdout == "hello world\n"
 
 
+@pytest.mark.servers
 def test_traceback_before_headers(public):
     script = webservers.write_file(public / "broken.cgi", "#!%s\nimport no_such_module_x\n"
                                    % sys.executable, mode=0o755)
@@ -422,6 +442,7 @@ def test_traceback_before_headers(public):
     assert "    | ModuleNotFoundError: No module named 'no_such_module_x'" in output
 
 
+@pytest.mark.servers
 def test_application_answers_500(public, server_python):
     webservers.write_file(public / "failing.py",
                           "def application(environ, start_response):\n"
@@ -434,6 +455,7 @@ def test_application_answers_500(public, server_python):
     assert "BOOM-MARKER" in output  # the end of the traceback on stderr
 
 
+@pytest.mark.servers
 def test_hanging_script_is_killed(public):
     script = webservers.write_file(
         public / "hang.cgi", "#!%s\nimport os, sys, time\nprint(os.getpid(), file=sys.stderr, "
@@ -457,6 +479,7 @@ def test_hanging_in_process_with_a_short_module_timeout(public, monkeypatch):
         "it did not finish within 0.5 s; the web server would time out"]
 
 
+@pytest.mark.servers
 @needs_root
 def test_every_problem_is_reported_and_every_fix_applies(public, server_python, app_dir):
     private = public / "private"
@@ -474,6 +497,7 @@ def test_every_problem_is_reported_and_every_fix_applies(public, server_python, 
     assert_clean(script)
 
 
+@pytest.mark.servers
 @needs_root
 def test_run_by_a_user_who_is_not_root(good):
     """Not root: the checks run as ourselves, and say so when --user is someone else."""
@@ -490,6 +514,7 @@ def test_run_by_a_user_who_is_not_root(good):
     assert "note: not root: the programs ran as www-data, not root\n" in result.stdout
 
 
+@pytest.mark.servers
 def test_name_without_cgi_extension_is_only_a_note(public, server_python, app_dir):
     script = write_script(str(public / "app"), "probe:application", server_python,
                           str(app_dir))

@@ -435,3 +435,11 @@ def test_a_parser_in_error_leaves_no_reference_cycle():
         assert gc.collect() == 0
     finally:
         gc.enable()
+
+
+def test_a_length_too_large_then_garbage_is_the_same_error_in_any_split():
+    # Found by the fuzzer: whole, "70000x:" was MissingColon; byte by byte the fifth
+    # digit already made it HeaderTooLarge.  The first violation in the stream wins.
+    check_invalid(b"70000x:", HeaderTooLarge)
+    check_invalid(b"0070000x:", LeadingZero)
+    check_invalid(b"7x0:", MissingColon)

@@ -120,12 +120,12 @@ def make_front(request, name):
     return front_from_table(request, FRONTS, name)
 
 
+@pytest.mark.parametrize("front", sorted(FRONTS), indirect=True, scope="class")
 class TestEveryFront(FrontBehaviour):
     """The shared cases through each entry of FRONTS."""
 
-    @pytest.fixture(scope="class", params=sorted(FRONTS))
     @classmethod
-    def front(cls, request):
+    def make_front(cls, request):
         return make_front(request, request.param)
 
 

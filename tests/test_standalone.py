@@ -57,20 +57,25 @@ def standalone_app(app_dir, tmp_path_factory):
     stop(daemon)
 
 
+@pytest.mark.servers
+@pytest.mark.usefixtures("standalone")
 class TestStandaloneAtRoot(FrontBehaviour):
-    @pytest.fixture(scope="class")
     @classmethod
-    def front(cls, standalone):
+    def make_front(cls, request):
+        standalone = request.getfixturevalue("standalone")
         return Front(standalone, "", streams=True)
 
 
+@pytest.mark.servers
+@pytest.mark.usefixtures("standalone_app")
 class TestStandaloneAtPrefix(FrontBehaviour):
-    @pytest.fixture(scope="class")
     @classmethod
-    def front(cls, standalone_app):
+    def make_front(cls, request):
+        standalone_app = request.getfixturevalue("standalone_app")
         return Front(standalone_app, "/app", streams=True)
 
 
+@pytest.mark.servers
 def test_names_itself_and_is_threaded(standalone):
     data = get_json(Front(standalone, ""), "/echo")
     assert data["gateway"] == "standalone HTTP (werkzeug)"
@@ -137,6 +142,7 @@ def test_bad_bind_is_one_line(bind):
     assert "--bind" in proc.stderr
 
 
+@pytest.mark.servers
 def test_debugger_on_loopback(app_dir, tmp_path):
     daemon = start_serve(tmp_path, "probe", "--app-dir", str(app_dir), "--debug")
     try:
@@ -305,9 +311,10 @@ def proxied(request):
     server.close()
 
 
+@pytest.mark.servers
+@pytest.mark.usefixtures("proxied")
 class TestProxySnippets(FrontBehaviour):
-    @pytest.fixture(scope="class")
     @classmethod
-    def front(cls, proxied):
-        server, mount = proxied
+    def make_front(cls, request):
+        server, mount = request.getfixturevalue("proxied")
         return Front(server.url(), mount, server, streams=True)

@@ -73,6 +73,7 @@ def _get(path, route):
         return client.request(fcgi_client.http_params(route))
 
 
+@pytest.mark.servers
 def test_socket_unit_and_service_unit_as_systemd_runs_them(units):
     socket_unit, service_unit = units
     assert service_unit["Unit"]["Requires"] == "probe-fastcgi.socket"
@@ -107,6 +108,7 @@ def test_socket_unit_and_service_unit_as_systemd_runs_them(units):
     listener.close()
 
 
+@pytest.mark.servers
 def test_listen_pid_of_another_process_is_not_adopted(units, tmp_path):
     socket_unit, service_unit = units
     _, listener = _listen(socket_unit)

@@ -258,12 +258,12 @@ def daemon_of(name, daemons):
     return daemons[FRONTS[name][2]]
 
 
+@pytest.mark.parametrize("front", sorted(FRONTS), indirect=True, scope="class")
 class TestEveryFront(FrontBehaviour):
     """The shared cases through each entry of FRONTS."""
 
-    @pytest.fixture(scope="class", params=sorted(FRONTS))
     @classmethod
-    def front(cls, request):
+    def make_front(cls, request):
         return make_front(request, request.param)
 
 

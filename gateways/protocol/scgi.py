@@ -175,12 +175,13 @@ class SCGIRequestParser:
             raise self.error  # type: ignore[misc]  # not None in the error state
         if state is _HEADER:
             got = len(self._buf) if self._buf is not None else 0
-            error = Truncated(f"connection closed after {got} bytes of the header netstring")
+            reason = f"connection closed after {got} bytes of the header netstring"
         else:
             got = self._length - self._remaining
-            error = Truncated(f"connection closed after {got} of {self._length} body bytes")
-        self._fail(error)
-        raise error
+            reason = f"connection closed after {got} of {self._length} body bytes"
+        self._fail(Truncated(reason))
+        # Not raised from a local variable: the frame would hold its own exception.
+        raise Truncated(reason)
 
     @property
     def busy(self) -> bool:
@@ -196,6 +197,25 @@ class SCGIRequestParser:
         """Nothing: SCGI has no answers of its own (the response is the server's)."""
         return b""
 
+    def _check_length(self, prefix: bytes | bytearray) -> None:
+        """Raise the first violation in the netstring length ``prefix``, read from its
+        first byte on as it arrives, so that any split of the input names the same one.
+        (Raised where it is made: an exception kept in a local variable of the frame it
+        is raised from would keep this parser in a reference cycle.)"""
+        for index, byte in enumerate(prefix):
+            if not 48 <= byte <= 57:
+                if byte != 58:
+                    raise _prefix_error(prefix[:index + 1])
+                if index == 0:
+                    raise BadNetstringLength("netstring length is empty")
+                return  # the end of the length
+            if index == 1 and prefix[0] == 48:  # §4: "Extra zeros ... are prohibited"
+                raise LeadingZero("netstring length starts with 0 but is not 0")
+            if index >= self._size_digits or int(prefix[:index + 1]) > self.max_header_size:
+                shown = bytes(prefix[:index + 1]).decode()
+                raise HeaderTooLarge(f"header netstring length {shown}... is over the limit "
+                                     f"of {self.max_header_size}")
+
     def _incomplete(self, buf: bytes | bytearray) -> list[Event]:
         if self._buf is None:
             self._buf = bytearray(buf)
@@ -204,29 +224,14 @@ class SCGIRequestParser:
     def _header(self, buf: bytes | bytearray) -> list[Event]:
         # §3: the headers come first, as a netstring (§4: [len]":"[string]",").
         colon = buf.find(b":", 0, self._size_digits + 1)
-        if colon <= 0:
-            prefix = buf[:self._size_digits + 1]
-            if colon == 0:
-                raise BadNetstringLength("netstring length is empty")
-            if not prefix:
-                return []
-            if not prefix.isdigit():
-                raise _prefix_error(prefix)
-            if len(prefix) > 1 and prefix[0] == 48:  # §4: "Extra zeros ... are prohibited"
-                raise LeadingZero("netstring length starts with 0 but is not 0")
-            if len(prefix) > self._size_digits or int(prefix) > self.max_header_size:
-                raise HeaderTooLarge(f"header netstring length {bytes(prefix).decode()}..."
-                                     f" is over the limit of {self.max_header_size}")
+        if colon < 0:
+            self._check_length(buf[:self._size_digits + 1])
             return self._incomplete(buf)
         digits = buf[:colon]
-        if not digits.isdigit():
-            raise _prefix_error(digits)
-        if colon > 1 and digits[0] == 48:
-            raise LeadingZero(f"netstring length {bytes(digits).decode()} has a leading zero")
+        if not digits.isdigit() or (colon > 1 and digits[0] == 48) or (
+                int(digits) > self.max_header_size):
+            self._check_length(buf[:colon + 1])  # raises: a violation is there
         size = int(digits)
-        if size > self.max_header_size:
-            raise HeaderTooLarge(f"header netstring length {size}"
-                                 f" is over the limit of {self.max_header_size}")
         end = colon + 1 + size
         if len(buf) <= end:
             return self._incomplete(buf)

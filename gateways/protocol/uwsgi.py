@@ -165,14 +165,14 @@ class UWSGIRequestParser:
             raise self._raised()
         if state == _BODY:
             got = self._length - self._remaining
-            error = Truncated("connection closed after %d of %d body bytes"
-                              % (got, self._length))
+            reason = "connection closed after %d of %d body bytes" % (got, self._length)
         else:
             got = len(self._buf) if self._buf is not None else 0
-            error = Truncated("connection closed after %d bytes of the request's %s" % (
-                got, "variables" if got >= 4 else "header"))
-        self._fail(error)
-        raise error
+            reason = "connection closed after %d bytes of the request's %s" % (
+                got, "variables" if got >= 4 else "header")
+        self._fail(Truncated(reason))
+        # Not raised from a local variable: the frame would hold its own exception.
+        raise Truncated(reason)
 
     def data_to_send(self) -> bytes:
         """Nothing: uwsgi has no answers of its own (the response is the server's)."""
