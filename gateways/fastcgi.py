@@ -32,7 +32,7 @@ def serve(app, **options):
     (``bind="unix:/run/app.sock"``, ``processes=2``, ``threads=8``,
     ``socket_group="www-data"``...).  Without ``bind`` the socket comes from
     systemd or from the web server that spawned us (fd 0).  Returns the
-    exit status.  Raises :class:`gateways.settings.ConfigError` for a bad
+    exit status.  Raises :class:`gateways.errors.ConfigError` for a bad
     option or a socket that cannot be opened.
     """
     return run_server(FastCGIHandler, app, resolve("fastcgi", options))

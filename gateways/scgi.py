@@ -23,7 +23,7 @@ def serve(app, **options):
 
     Options are the settings of ``gateways scgi`` by their Python names
     (``bind="127.0.0.1:4000"``, ``processes=2``, ``script_name="/app"``...).
-    Returns the exit status; raises :class:`gateways.settings.ConfigError`
+    Returns the exit status; raises :class:`gateways.errors.ConfigError`
     for a bad option or a socket that cannot be opened.
     """
     return run_server(SCGIHandler, app, resolve("scgi", options))

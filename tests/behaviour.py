@@ -41,10 +41,38 @@ class Front:
 
 
 def front_from_table(request, fronts, name):
-    """``fronts[name]`` is (web server fixture, mount, daemon, Front options): its Front."""
+    """``fronts[name]`` is (web server fixture, mount, daemon, Front options): its Front.
+    The fixture gives a web server (tests/webservers.py), or the URL of a server that
+    is no web server of those (the standalone one)."""
     server_name, mount, _, options = fronts[name]
     server = request.getfixturevalue(server_name)
+    if isinstance(server, str):
+        return Front(server, mount, **options)
     return Front(server.url(), mount, server, **options)
+
+
+def front_maker(fronts):
+    """``make_front(request, name)``: the Front of ``fronts[name]`` (see front_from_table)."""
+    def make_front(request, name):
+        return front_from_table(request, fronts, name)
+
+    return make_front
+
+
+def every_front(fronts):
+    """A module's ``TestEveryFront``: the shared cases of :class:`FrontBehaviour` through
+    each entry of ``fronts`` (name: web server fixture, mount, daemon, Front options),
+    one web server fixture per entry, shared by the class."""
+
+    @pytest.mark.parametrize("front", sorted(fronts), indirect=True, scope="class")
+    class TestEveryFront(FrontBehaviour):
+        """The shared cases through each entry of the module's FRONTS."""
+
+        @classmethod
+        def make_front(cls, request):
+            return front_from_table(request, fronts, request.param)
+
+    return TestEveryFront
 
 
 def get_json(front, path, **kw):

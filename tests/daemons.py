@@ -20,6 +20,10 @@ watch it from outside share these:
 * :func:`wait_until`: poll a condition until a deadline.
 * :func:`gateways_argv`, :func:`clean_environ`: the command line and the
   environment that start gateways.
+* :func:`fastcgi` and :class:`EngineDaemon`: a ``gateways fastcgi`` daemon as
+  the engine, listener and launcher tests start it (in its directory, with a
+  clean environment; workers, signals, log lines, requests);
+  :func:`raw_request`: one FastCGI request over a socket of any family.
 
 Every wait polls (every 20 ms unless told otherwise) until a deadline; a
 failed wait fails the test with what the daemon wrote.  Module-specific
@@ -38,6 +42,7 @@ from pathlib import Path
 
 import pytest
 
+import fcgi_client as fc
 import webservers
 
 APPS = Path(__file__).resolve().parent / "apps"  # the probe applications
@@ -279,3 +284,97 @@ def stop_all(daemons, timeout=10.0):
     for daemon in daemons.values():
         daemon.terminate()
     return {name: daemon.stop(timeout) for name, daemon in daemons.items()}
+
+
+# -- FastCGI daemons as the engine, listener and launcher tests start them -------------------
+
+
+def output_lines(text):
+    return [line for line in text.splitlines() if line.strip()]
+
+
+def raw_request(family, address, path="/pid", query="", timeout=WAIT):
+    """One FastCGI request over a socket of any family; the :class:`fc.Response`."""
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.settimeout(timeout)
+        sock.connect(address)
+        sock.sendall(fc.build_request(fc.http_params(path, query)))
+        data = b""
+        while True:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    return fc.Response(fc.parse_records(data))
+
+
+def ipv6_loopback():
+    """True when this machine can listen on ::1."""
+    if not socket.has_ipv6:
+        return False
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as sock:
+            sock.bind(("::1", 0))
+    except OSError:
+        return False
+    return True
+
+
+class EngineDaemon(Daemon):
+    """A server as these tests start it: ``argv`` is the whole command line (plus
+    --bind); it runs in DIRECTORY with :func:`clean_environ` unless ``env`` says
+    otherwise; its log is its output.  :meth:`kill` (the ``spawn`` and
+    ``started`` fixtures call it in teardown) kills its process group.
+    """
+
+    READY_TIMEOUT = 10.0
+
+    def __init__(self, argv, directory, name="server", *, env=None, **options):
+        super().__init__(argv, directory, name, env=clean_environ() if env is None else env,
+                         cwd=directory, **options)
+
+    # -- output -------------------------------------------------------------------------
+
+    def new_lines(self):
+        return output_lines(self.log.new_text())
+
+    def wait_log(self, needle, timeout=WAIT):
+        """The new lines once one holds ``needle``."""
+        return output_lines(self.log.wait_for(needle, timeout))
+
+    # -- processes ----------------------------------------------------------------------
+
+    def wait_workers(self, count, exclude=(), timeout=WAIT):
+        """Wait until exactly ``count`` workers run, none of them in ``exclude``: their
+        sorted pids."""
+        def found():
+            pids = self.worker_pids()
+            return sorted(pids) if len(pids) == count and not pids & set(exclude) else None
+
+        return wait_until(found, timeout, what=lambda: "%d workers, none of %r (now %r)"
+                          % (count, sorted(exclude), sorted(self.worker_pids())))
+
+    def signal(self, signum):
+        os.kill(self.pid, signum)
+
+    def wait_exit(self, timeout=WAIT):
+        try:
+            return self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            pytest.fail("the server did not exit within %g s:\n%s" % (timeout, self.log.text()))
+
+    # -- requests -----------------------------------------------------------------------
+
+    def request(self, path="/pid", query="", timeout=WAIT):
+        return fc.request(self.address, fc.http_params(path, query), timeout=timeout)
+
+    def pid_of_answer(self, path="/pid"):
+        response = self.request(path)
+        assert response.status_code == 200, response
+        return int(response.body)
+
+
+def fastcgi(directory, *options, app="probe", app_dir=APPS, bind="unix", name="server", **kw):
+    """A ``gateways fastcgi`` daemon; ``bind="unix"``: on DIRECTORY/NAME.sock."""
+    argv = gateways_argv("fastcgi", app, "--app-dir", str(app_dir))
+    return EngineDaemon(argv, directory, name, bind=bind, args=options, **kw)

@@ -15,7 +15,7 @@ from gateways.tools.cgiscript import write_script
 from gateways.tools.confgen import render
 
 import webservers
-from behaviour import Front, FrontBehaviour, get_json
+from behaviour import Front, every_front, get_json
 from daemons import alive, wait_until
 
 pytestmark = pytest.mark.servers
@@ -68,36 +68,19 @@ def lighttpd_root(cgi_dir, app_dir, server_python):
     server.close()
 
 
-@pytest.mark.usefixtures("apache")
-class TestApacheCGIAtPrefix(FrontBehaviour):
-    @classmethod
-    def make_front(cls, request):
-        apache = request.getfixturevalue("apache")
-        return Front(apache.url(), "/app", apache, streams=True)
+# name: (web server fixture, mount, daemon (none for CGI), Front options)
+FRONTS = {
+    "apache": ("apache", "/app", None, {"streams": True}),
+    "apache-root": ("apache", "", None, {"streams": True}),
+    "lighttpd": ("lighttpd", "/app", None, {"streams": True}),
+    "lighttpd-root": ("lighttpd_root", "", None, {"streams": True}),
+    # The shared-hosting variant: the script and a .htaccess dropped into the directory
+    # of the mount point (apache_htaccess, below).
+    "htaccess": ("apache_htaccess", "/app", None, {"streams": True, "directory": True}),
+    "htaccess-root": ("apache_htaccess", "", None, {"streams": True}),
+}
 
-
-@pytest.mark.usefixtures("apache")
-class TestApacheCGIAtRoot(FrontBehaviour):
-    @classmethod
-    def make_front(cls, request):
-        apache = request.getfixturevalue("apache")
-        return Front(apache.url(), "", apache, streams=True)
-
-
-@pytest.mark.usefixtures("lighttpd")
-class TestLighttpdCGIAtPrefix(FrontBehaviour):
-    @classmethod
-    def make_front(cls, request):
-        lighttpd = request.getfixturevalue("lighttpd")
-        return Front(lighttpd.url(), "/app", lighttpd, streams=True)
-
-
-@pytest.mark.usefixtures("lighttpd_root")
-class TestLighttpdCGIAtRoot(FrontBehaviour):
-    @classmethod
-    def make_front(cls, request):
-        lighttpd_root = request.getfixturevalue("lighttpd_root")
-        return Front(lighttpd_root.url(), "", lighttpd_root, streams=True)
+TestEveryFront = every_front(FRONTS)
 
 
 @pytest.mark.parametrize("server", ["apache", "lighttpd"])
@@ -199,20 +182,3 @@ def apache_htaccess(server_python, app_dir):
     yield server
     server.stop()
     webservers.shutil.rmtree(root, ignore_errors=True)
-
-
-@pytest.mark.usefixtures("apache_htaccess")
-class TestApacheHtaccessAtPrefix(FrontBehaviour):
-    @classmethod
-    def make_front(cls, request):
-        apache_htaccess = request.getfixturevalue("apache_htaccess")
-        return Front(apache_htaccess.url(), "/app", apache_htaccess, streams=True,
-                     directory=True)
-
-
-@pytest.mark.usefixtures("apache_htaccess")
-class TestApacheHtaccessAtRoot(FrontBehaviour):
-    @classmethod
-    def make_front(cls, request):
-        apache_htaccess = request.getfixturevalue("apache_htaccess")
-        return Front(apache_htaccess.url(), "", apache_htaccess, streams=True)

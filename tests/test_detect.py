@@ -20,14 +20,24 @@ import sys
 
 import pytest
 import requests
-from test_engine import Daemon, ipv6_loopback, output_lines, raw_request
 
 from gateways.fd0 import listening_socket
 from gateways.launcher import CGI, FASTCGI, STANDALONE, detect
 from gateways.tools.confgen import render
 
 import webservers
-from daemons import APPS, WAIT, accepting, clean_environ, gateways_argv, wait_until
+from daemons import (
+    APPS,
+    WAIT,
+    accepting,
+    clean_environ,
+    gateways_argv,
+    ipv6_loopback,
+    output_lines,
+    raw_request,
+    wait_until,
+)
+from daemons import EngineDaemon as Daemon
 
 CGI_ENV = {"GATEWAY_INTERFACE": "CGI/1.1"}
 

@@ -23,10 +23,10 @@ import socket
 import time
 
 import pytest
-from test_engine import InFlight, Load, fastcgi
+from test_engine import InFlight, Load
 
 import fcgi_client as fc
-from daemons import WAIT, alive, wait_until
+from daemons import WAIT, alive, fastcgi, wait_until
 
 HALF_BEGIN = fc.begin_request(1)[:5]  # half a FastCGI record: a stalled peer
 

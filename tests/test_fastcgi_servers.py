@@ -42,7 +42,7 @@ from gateways.tools.cgiscript import write_script
 from gateways.tools.confgen import render, split_nginx, values_for
 
 import webservers
-from behaviour import TIMEOUT, Front, FrontBehaviour, front_from_table, get_json
+from behaviour import TIMEOUT, Front, every_front, front_maker, get_json
 from daemons import Log, alive, behind_a_web_server, children, parent, stop_all, wait_until
 from fcgi_client import FastCGIClient, http_params
 
@@ -251,17 +251,10 @@ FRONTS = {
 }
 
 
-def make_front(request, name):
-    return front_from_table(request, FRONTS, name)
+make_front = front_maker(FRONTS)
 
 
-@pytest.mark.parametrize("front", sorted(FRONTS), indirect=True, scope="class")
-class TestEveryFront(FrontBehaviour):
-    """The shared cases through each entry of FRONTS."""
-
-    @classmethod
-    def make_front(cls, request):
-        return make_front(request, request.param)
+TestEveryFront = every_front(FRONTS)
 
 
 # -- what the FastCGI fronts show beyond the shared cases ------------------------------

@@ -17,10 +17,10 @@ import subprocess
 import sys
 
 import pytest
-from test_engine import Daemon, fastcgi, ipv6_loopback, output_lines, raw_request
 
 import fcgi_client as fc
-from daemons import APPS
+from daemons import APPS, fastcgi, ipv6_loopback, output_lines, raw_request
+from daemons import EngineDaemon as Daemon
 
 # -- helpers -----------------------------------------------------------------------------
 

@@ -94,7 +94,7 @@ def run(data, byte_by_byte=True, **options):
         events = feed_all(conn, chunks)
         assert all(type(e.data) is bytes and e.data for e in events if type(e) is Data), label
         result = (merged(events), conn.outgoing, conn.should_close, conn.request_id,
-                  conn.body_complete, conn.mid_record)
+                  conn.mid_record)
         assert not conn.mid_record, label
         if expected is None:
             expected, first = result, conn
@@ -145,7 +145,7 @@ def test_minimal_request():
     events, outgoing, conn = run(build_request(GET))
     assert events == [Request(GET, None, 1, False), EndOfBody(1)]
     assert outgoing == b""
-    assert conn.request_id == 1 and conn.body_complete and not conn.should_close
+    assert conn.request_id == 1 and not conn.should_close
 
 
 def test_empty_params_stream():
@@ -158,12 +158,11 @@ def test_events_arrive_as_their_records_complete():
     data = build_request(GET, b"body", stdin_record_size=2)
     params_end = len(active(GET))
     assert conn.feed(data[:params_end - 1]) == []
-    assert conn.mid_record and not conn.body_complete
+    assert conn.mid_record
     assert conn.feed(data[params_end - 1:params_end]) == [Request(GET, None, 1, False)]
     assert not conn.mid_record
     assert conn.feed(data[params_end:params_end + 10]) == [Data(b"bo", 1)]
     assert conn.feed(data[params_end + 10:]) == [Data(b"dy", 1), EndOfBody(1)]
-    assert conn.body_complete
 
 
 @pytest.mark.parametrize("record_size", [None, 1, 7, 8, 1000, 65535])
@@ -801,7 +800,7 @@ def test_round_trip(params, body, params_size, stdin_size, padding, keep_conn, r
     events += conn.feed(data[at:])
     assert merged(events) == [Request(params, None, rid, keep_conn)] + (
         [Data(body, rid)] if body else []) + [EndOfBody(rid)]
-    assert conn.outgoing == b"" and not conn.mid_record and conn.body_complete
+    assert conn.outgoing == b"" and not conn.mid_record
 
 
 @settings(max_examples=1000, deadline=None)

@@ -28,7 +28,7 @@ import requests
 from gateways.tools.confgen import render, split_nginx
 
 import webservers
-from behaviour import TIMEOUT, FrontBehaviour, front_from_table, get_json
+from behaviour import TIMEOUT, every_front, front_maker, get_json
 from daemons import behind_a_web_server, stop_all
 
 pytestmark = pytest.mark.servers
@@ -116,17 +116,10 @@ FRONTS = {
 }
 
 
-def make_front(request, name):
-    return front_from_table(request, FRONTS, name)
+make_front = front_maker(FRONTS)
 
 
-@pytest.mark.parametrize("front", sorted(FRONTS), indirect=True, scope="class")
-class TestEveryFront(FrontBehaviour):
-    """The shared cases through each entry of FRONTS."""
-
-    @classmethod
-    def make_front(cls, request):
-        return make_front(request, request.param)
+TestEveryFront = every_front(FRONTS)
 
 
 # -- what only SCGI shows ----------------------------------------------------------------

@@ -23,7 +23,7 @@ import requests
 from gateways.tools.confgen import render, split_nginx
 
 import webservers
-from behaviour import Front, FrontBehaviour, get_json
+from behaviour import Front, FrontBehaviour, every_front, get_json
 from daemons import APPS, Daemon, gateways_argv, report, wait_until
 
 pytestmark = pytest.mark.servers
@@ -57,22 +57,13 @@ def standalone_app(app_dir, tmp_path_factory):
     stop(daemon)
 
 
-@pytest.mark.servers
-@pytest.mark.usefixtures("standalone")
-class TestStandaloneAtRoot(FrontBehaviour):
-    @classmethod
-    def make_front(cls, request):
-        standalone = request.getfixturevalue("standalone")
-        return Front(standalone, "", streams=True)
+# name: (server fixture (its URL), mount, daemon (none), Front options)
+FRONTS = {
+    "root": ("standalone", "", None, {"streams": True}),
+    "prefix": ("standalone_app", "/app", None, {"streams": True}),
+}
 
-
-@pytest.mark.servers
-@pytest.mark.usefixtures("standalone_app")
-class TestStandaloneAtPrefix(FrontBehaviour):
-    @classmethod
-    def make_front(cls, request):
-        standalone_app = request.getfixturevalue("standalone_app")
-        return Front(standalone_app, "/app", streams=True)
+TestEveryFront = pytest.mark.servers(every_front(FRONTS))
 
 
 @pytest.mark.servers

@@ -40,7 +40,7 @@ from gateways.environ import EnvironBuilder
 from gateways.tools.confgen import render, split_nginx
 
 import webservers
-from behaviour import TIMEOUT, Front, FrontBehaviour, front_from_table, get_json
+from behaviour import TIMEOUT, Front, every_front, front_maker, get_json
 from daemons import behind_a_web_server, stop_all, wait_until
 
 pytestmark = pytest.mark.servers
@@ -234,8 +234,7 @@ FRONTS = {
 }
 
 
-def make_front(request, name):
-    return front_from_table(request, FRONTS, name)
+make_front = front_maker(FRONTS)
 
 
 def http_get(port, target, headers=()):
@@ -258,13 +257,7 @@ def daemon_of(name, daemons):
     return daemons[FRONTS[name][2]]
 
 
-@pytest.mark.parametrize("front", sorted(FRONTS), indirect=True, scope="class")
-class TestEveryFront(FrontBehaviour):
-    """The shared cases through each entry of FRONTS."""
-
-    @classmethod
-    def make_front(cls, request):
-        return make_front(request, request.param)
+TestEveryFront = every_front(FRONTS)
 
 
 # -- through the daemons: what only this module shows ------------------------------------

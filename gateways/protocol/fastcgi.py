@@ -308,7 +308,7 @@ class Connection:
         """Consume ``data``; return the list of events it completes.
 
         The body (FCGI_STDIN) comes out as it arrives: a record split across
-        two ``feed()`` calls gives two :class:`Stdin` events.
+        two ``feed()`` calls gives two :class:`Data` events.
         """
         if self._error is not None:
             raise self.error  # type: ignore[misc]  # not None: _error is set
@@ -497,11 +497,6 @@ class Connection:
         data = bytes(self.outgoing)
         self.outgoing.clear()
         return data
-
-    @property
-    def body_complete(self) -> bool:
-        """The active request's FCGI_STDIN stream has ended."""
-        return self._state == _RUNNING
 
     @property
     def mid_record(self) -> bool:

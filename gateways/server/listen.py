@@ -41,13 +41,12 @@ SD_LISTEN_FDS_START = 3
 class Listener:
     """A listening socket and what the server must know about it."""
 
-    __slots__ = ("sock", "name", "family", "unix_path", "inode", "inherited")
+    __slots__ = ("sock", "name", "unix_path", "inode", "inherited")
 
     def __init__(self, sock: socket.socket, name: str, unix_path: str | None = None,
                  inherited: bool = False) -> None:
         self.sock = sock
         self.name = name
-        self.family = sock.family
         self.unix_path = unix_path  # a socket file we created and must remove
         self.inode = os.stat(unix_path).st_ino if unix_path else None
         self.inherited = inherited
