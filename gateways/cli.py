@@ -12,6 +12,7 @@ Sub-commands::
     gateways cgi-script APP -o FILE  write a cgi-bin script
     gateways check FILE              diagnose a cgi-bin script
     gateways request PROTOCOL ADDRESS [PATH]   one request straight to a daemon
+    gateways status ADDRESS          what a daemon is doing (its --stats address)
     gateways from-uwsgi FILE         the command line a uWSGI ini file amounts to
 
 The options come from :mod:`gateways.settings`.  ``gateways cgi`` is parsed
@@ -145,6 +146,17 @@ def build_parser():
 
     request_arguments(p)
 
+    p = sub.add_parser("status", help="show what a daemon is doing (its --stats address)",
+                       description="Show what a FastCGI, SCGI or uwsgi daemon started with "
+                       "--stats ADDRESS is doing: the master, the totals (requests, 4xx, 5xx, "
+                       "application exceptions, protocol errors, workers respawned and "
+                       "recycled) and one line per worker (state, requests, requests per "
+                       "second, busy threads, parked connections, RSS). Exit status 2 when "
+                       "ADDRESS does not answer.")
+    from gateways.tools.status import add_arguments as status_arguments
+
+    status_arguments(p)
+
     p = sub.add_parser("from-uwsgi", help="print the gateways command a uWSGI ini file "
                        "amounts to", description="Print the 'gateways uwsgi' command line "
                        "that FILE (a uWSGI ini file, its [uwsgi] section or SECTION) amounts "
@@ -206,6 +218,10 @@ def _run_command(args):
         from gateways.tools.request import run_cli as request_cli
 
         return request_cli(args)
+    if command == "status":
+        from gateways.tools.status import run_cli as status_cli
+
+        return status_cli(args)
     if command == "from-uwsgi":
         from gateways.tools import uwsgi_ini
 

@@ -165,7 +165,8 @@ def render_head(status: str, headers: list[tuple[str, str]], prefix: str = CGI_S
 class Response:
     """State of one response: what start_response was given, what went out."""
 
-    __slots__ = ("transport", "head", "sent", "head_only", "prefix")
+    __slots__ = ("transport", "head", "sent", "head_only", "prefix", "status", "failed",
+                 "gone")
 
     def __init__(self, transport: "Transport", head_only: bool = False) -> None:
         self.transport = transport
@@ -173,6 +174,9 @@ class Response:
         self.head: bytes | None = None  # bytes of the checked status and headers
         self.sent = False  # the head has been handed to the transport
         self.head_only = head_only  # HEAD request: never send a body
+        self.status = ""  # what start_response was given last
+        self.failed = False  # the application failed
+        self.gone = False  # the peer left while the response was written
 
     def start_response(self, status: str, headers: list[tuple[str, str]],
                        exc_info: "OptExcInfo | None" = None) -> "Callable[[bytes], None]":
@@ -186,6 +190,7 @@ class Response:
         elif self.head is not None:
             raise AppError("start_response called a second time without exc_info")
         self.head = render_head(status, headers, self.prefix)
+        self.status = status
         return self.write
 
     def write(self, data: bytes) -> None:
@@ -213,6 +218,15 @@ def run(app: "WSGIApplication", environ: "WSGIEnvironment", transport: "Transpor
     Returns 0 when the response was complete, 1 when the application failed
     (the FastCGI appStatus, RFC 3875's exit status).
     """
+    response = serve(app, environ, transport, debug)
+    return 1 if response.failed or response.gone else 0
+
+
+def serve(app: "WSGIApplication", environ: "WSGIEnvironment", transport: "Transport",
+          debug: bool = False) -> "Response":
+    """:func:`run`, returning the :class:`Response`: its ``status`` (the status line
+    given, "" when none was), ``failed`` (the application failed) and ``gone`` (the
+    peer left while it was answered)."""
     response = Response(transport, environ["REQUEST_METHOD"] == "HEAD")
     result = None
     try:
@@ -226,7 +240,7 @@ def run(app: "WSGIApplication", environ: "WSGIEnvironment", transport: "Transpor
                 raise AppError("the application returned without calling start_response")
             response.sent = True
             transport.finish(response.head if response.head_only else response.head + chunk)
-            return 0
+            return response
         for chunk in result:
             if chunk.__class__ is not bytes:
                 raise _chunk_error(chunk)
@@ -241,12 +255,14 @@ def run(app: "WSGIApplication", environ: "WSGIEnvironment", transport: "Transpor
             transport.finish(response.head)
         else:
             transport.finish(b"")
-        return 0
+        return response
     except ClientDisconnected:
-        return 1
+        response.gone = True
+        return response
     except Exception:
+        response.failed = True
         report_error(environ, transport, response, debug)
-        return 1
+        return response
     finally:
         if result is not None and hasattr(result, "close"):
             try:
@@ -285,6 +301,7 @@ def report_error(environ: "WSGIEnvironment", transport: "Transport", response: R
             pass
         return
     response.sent = True
+    response.status = "500 Internal Server Error"
     if debug:
         body = text.encode("utf-8", "replace")
         page = simple_response("500 Internal Server Error", body, prefix=response.prefix)

@@ -305,6 +305,10 @@ SETTINGS = (
             "debug, info, warning or error.", section="Logging"),
     Setting("pid_file", "--pid-file", DAEMONS, text_value, None, "PATH",
             "Write the master process's pid here.", section="Logging"),
+    Setting("stats", "--stats", DAEMONS, bind_value, None, "ADDRESS",
+            "Answer plain HTTP here with what the daemon is doing: GET / as JSON, "
+            "GET /metrics for Prometheus (unix:PATH, mode and group as the socket's, or "
+            "HOST:PORT; read it with 'gateways status ADDRESS').", section="Monitoring"),
     Setting("reload", "--reload", ("serve",), flag_value, False, None,
             "Restart when a Python file changes (werkzeug's reloader).",
             section="Standalone"),
@@ -360,6 +364,7 @@ class Config:
     log_file: str | None
     log_level: str
     pid_file: str | None
+    stats: str | None
     reload: bool
     ini: str | None
 

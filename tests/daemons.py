@@ -293,18 +293,30 @@ def output_lines(text):
     return [line for line in text.splitlines() if line.strip()]
 
 
-def raw_request(family, address, path="/pid", query="", timeout=WAIT):
-    """One FastCGI request over a socket of any family; the :class:`fc.Response`."""
+def exchange(address, data, family=None, timeout=WAIT):
+    """Connect to ``address`` (a unix path or (host, port)), send ``data`` and read
+    until the peer closes: what it sent."""
+    if family is None:
+        family = socket.AF_UNIX if isinstance(address, (str, os.PathLike)) else socket.AF_INET
     with socket.socket(family, socket.SOCK_STREAM) as sock:
         sock.settimeout(timeout)
         sock.connect(address)
-        sock.sendall(fc.build_request(fc.http_params(path, query)))
-        data = b""
-        while True:
-            chunk = sock.recv(65536)
-            if not chunk:
-                break
-            data += chunk
+        sock.sendall(data)
+        return read_until_closed(sock)
+
+
+def read_until_closed(sock):
+    data = b""
+    while True:
+        chunk = sock.recv(65536)
+        if not chunk:
+            return data
+        data += chunk
+
+
+def raw_request(family, address, path="/pid", query="", timeout=WAIT):
+    """One FastCGI request over a socket of any family; the :class:`fc.Response`."""
+    data = exchange(address, fc.build_request(fc.http_params(path, query)), family, timeout)
     return fc.Response(fc.parse_records(data))
 
 

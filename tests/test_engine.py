@@ -218,6 +218,37 @@ def test_sighup_under_load_no_request_fails(spawn, load):
     assert all(not alive(pid) for pid in old)
 
 
+def _cpu_seconds(pid):
+    """User plus system CPU time of ``pid`` (proc(5): fields 14 and 15 of stat)."""
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@pytest.mark.parametrize("how", ["sighup", "max-requests"])
+def test_idle_workers_stay_idle_after_a_worker_was_replaced(spawn, how):
+    """A worker that stops takes its listen queue; the listening socket it shares
+    with the others must stay as it was (once, it was left non-blocking and every
+    other worker's accept() spun at full CPU)."""
+    options = ["--max-requests", "3"] if how == "max-requests" else []
+    server = spawn("--processes", "2", "--threads", "2", *options).wait_ready()
+    old = set(server.wait_workers(2))
+    if how == "sighup":
+        server.signal(signal.SIGHUP)
+        new = server.wait_workers(2, exclude=old)
+    else:
+        for _ in range(8):  # 2 workers x --max-requests 3: one of them at least recycles
+            server.pid_of_answer()
+        wait_until(lambda: any(not alive(pid) for pid in old), what="a recycled worker gone")
+        new = server.wait_workers(2, exclude=[pid for pid in old if not alive(pid)])
+    time.sleep(0.5)  # the replaced worker has exited; the others are idle
+    before = {pid: _cpu_seconds(pid) for pid in new}
+    time.sleep(1.0)
+    used = {pid: _cpu_seconds(pid) - before[pid] for pid in new}
+    assert all(seconds < 0.2 for seconds in used.values()), used
+    assert server.pid_of_answer() in new
+
+
 APP_SOURCE = '''import os
 
 VALUE = %r

@@ -16,7 +16,7 @@ import pytest
 from gateways.protocol.scgi import make_request
 
 import fcgi_client as fc
-from daemons import APPS, Daemon, clean_environ, gateways_argv, wait_until
+from daemons import APPS, Daemon, clean_environ, exchange, gateways_argv, wait_until
 
 TIMEOUT = 5.0
 
@@ -49,16 +49,8 @@ def scgi_request(address, path="/", query="", body=b"", raw=None):
     params = {"REQUEST_METHOD": "POST" if body else "GET", "SCRIPT_NAME": "",
               "PATH_INFO": path, "QUERY_STRING": query, "SERVER_NAME": "localhost",
               "SERVER_PORT": "80", "SERVER_PROTOCOL": "HTTP/1.1"}
-    with socket.socket(socket.AF_UNIX) as sock:
-        sock.settimeout(TIMEOUT)
-        sock.connect(address)
-        sock.sendall(make_request(params, body) if raw is None else raw)
-        data = b""
-        while True:
-            chunk = sock.recv(65536)
-            if not chunk:
-                return data
-            data += chunk
+    return exchange(address, make_request(params, body) if raw is None else raw,
+                    socket.AF_UNIX, TIMEOUT)
 
 
 def status_of(answer):

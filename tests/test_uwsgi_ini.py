@@ -20,7 +20,7 @@ import pytest
 
 from gateways.protocol.uwsgi import make_request
 
-from daemons import Daemon, Session, clean_environ, gateways_argv, wait_until
+from daemons import Daemon, Session, clean_environ, exchange, gateways_argv, wait_until
 
 README = (Path(__file__).resolve().parent.parent / "README.rst").read_text(encoding="utf-8")
 
@@ -57,16 +57,7 @@ def ask(path, query="", body=b""):
     params = {"REQUEST_METHOD": "POST" if body else "GET", "PATH_INFO": "/hello",
               "QUERY_STRING": query, "SCRIPT_NAME": "", "SERVER_NAME": "localhost",
               "SERVER_PORT": "80", "SERVER_PROTOCOL": "HTTP/1.1"}
-    with socket.socket(socket.AF_UNIX) as sock:
-        sock.settimeout(10)
-        sock.connect(path)
-        sock.sendall(make_request(params, body))
-        data = b""
-        while True:
-            chunk = sock.recv(65536)
-            if not chunk:
-                return data
-            data += chunk
+    return exchange(path, make_request(params, body), socket.AF_UNIX, 10)
 
 
 @pytest.fixture

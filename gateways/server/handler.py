@@ -33,7 +33,7 @@ from gateways.environ import EnvironBuilder, normalize_mount
 from gateways.protocol import ProtocolError
 from gateways.protocol.events import Abort, Data, EndOfBody, Request
 from gateways.response import TOO_LARGE, FileWrapper, Refusal
-from gateways.response import run as run_app
+from gateways.response import serve as serve_app
 from gateways.server.body import Body, BodyTooLarge, check_length
 from gateways.server.conn import Conn
 
@@ -63,6 +63,11 @@ if TYPE_CHECKING:
 
         @property
         def stopping(self) -> bool: ...
+
+        # --stats: this thread's counters (gateways.server.stats), None when off
+        counts: memoryview[float] | None
+
+        def count_error(self, exc: BaseException) -> None: ...
     from gateways.settings import Config
 
     class HandlerTransport(Transport, Protocol):
@@ -130,6 +135,7 @@ class BaseHandler:
         self.max_header_size = config.max_header_size
         self.max_params = config.max_params
         self.current: Conn | None = None  # the connection this thread serves (log lines)
+        self.counts = state.counts  # --stats: this thread's counters, else None
         self.setup(config)
         self.transport = self.Transport(self)  # one per thread, reset for each connection
 
@@ -216,6 +222,7 @@ class BaseHandler:
                         self.protocol_error(conn, exc)
                     else:  # the peer closed in the middle: nobody is left to tell
                         self.log.debug("%s: %s", self.gateway, exc)
+                        state.count_error(exc)
                     return False
             for event in events:
                 kind = type(event)
@@ -228,6 +235,8 @@ class BaseHandler:
                     conn.served = True
                     if reject is not None:
                         ok = transport.refuse(reject)
+                        if self.counts is not None:
+                            self.count(reject.status)
                     elif (conn.queued or state.crowded) and self.abandoned(conn):
                         ok = False
                     else:
@@ -304,6 +313,7 @@ class BaseHandler:
         """The peer broke the protocol: one WARNING line naming it and the violation."""
         self.log.warning("%s: closing a connection from %s: %s", self.gateway, self.peer(conn),
                          exc)
+        self.state.count_error(exc)
 
     def begin(self, conn: Conn, params: dict[str, str]) -> tuple[Body, Refusal | None]:
         """A request's meta-variables arrived: ``(body, refusal or None)``."""
@@ -332,5 +342,19 @@ class BaseHandler:
         self.state.begin()  # from here on --timeout counts
         transport.start()
         environ = self.environ.build(params, body.stream(), transport.errors)
-        run_app(self.app, environ, transport, self.debug)
+        response = serve_app(self.app, environ, transport, self.debug)
+        if self.counts is not None:
+            self.count(response.status, response.failed)
         return bool(transport.done())
+
+    def count(self, status: str, failed: bool = False) -> None:
+        """--stats: one more request answered (gateways.server.stats.THREAD_FIELDS)."""
+        counts = self.counts
+        counts[0] += 1  # type: ignore[index]  # called only when counting
+        first = status[:1]
+        if first == "4":
+            counts[1] += 1  # type: ignore[index]
+        elif first == "5":
+            counts[2] += 1  # type: ignore[index]
+        if failed:
+            counts[3] += 1  # type: ignore[index]

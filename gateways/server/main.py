@@ -47,6 +47,16 @@ def run_server(handler: type[BaseHandler], app: str | WSGIApplication, config: C
         listeners = open_listeners(config.bind, mode=config.socket_mode,
                                    owner=config.socket_owner, group=config.socket_group,
                                    backlog=config.backlog)
+        stats = None
+        if config.stats:
+            try:
+                stats = open_listeners(config.stats, mode=config.socket_mode,
+                                       owner=config.socket_owner, group=config.socket_group,
+                                       backlog=64)[0]
+            except ConfigError as exc:
+                for listener in listeners:
+                    listener.close(remove=not listener.inherited)
+                raise type(exc)("--stats: %s" % exc, exc.status) from None
     except ConfigError as exc:
         _log_failure(log, config, exc)
         if pid_file is not None:
@@ -75,7 +85,8 @@ def run_server(handler: type[BaseHandler], app: str | WSGIApplication, config: C
                     timeout=config.timeout, graceful_timeout=config.graceful_timeout,
                     max_requests=config.max_requests,
                     max_requests_jitter=config.max_requests_jitter,
-                    log=log, pid_file=pid_file, name=handler.gateway, config=config)
+                    log=log, pid_file=pid_file, name=handler.gateway, config=config,
+                    stats=stats)
     return master.run()
 
 

@@ -32,6 +32,8 @@ import select
 import signal
 import time
 
+from gateways._version import __version__
+from gateways.server.stats import Board, StatsServer, merge, rss
 from gateways.server.worker import (
     BOOT_ERROR,
     MESSAGE,
@@ -57,10 +59,11 @@ if TYPE_CHECKING:
 
 class _Child:
     __slots__ = ("pid", "index", "generation", "ready", "retiring", "deadline", "replace",
-                 "timed_out")
+                 "timed_out", "started")
 
     def __init__(self, pid: int, index: int, generation: int) -> None:
         self.pid = pid
+        self.started = time.time()
         self.index = index
         self.generation = generation
         self.ready = False
@@ -77,7 +80,8 @@ class Master:
                  processes: int, threads: int, timeout: float, graceful_timeout: float,
                  max_requests: int = 0, max_requests_jitter: int = 0,
                  log: Logger, pid_file: PidFile | None = None,
-                 name: str = "gateways", config: Any = None) -> None:
+                 name: str = "gateways", config: Any = None,
+                 stats: Listener | None = None) -> None:
         self.listeners = listeners
         self.boot = boot
         self.processes = processes
@@ -104,6 +108,14 @@ class Master:
         self.slot_count = 2 * processes + 2
         self._shm = mmap.mmap(-1, 8 * self.slot_count * self.threads)
         self.slots = memoryview(self._shm).cast("d")
+        # --stats: the workers' counters, and what the master keeps itself
+        self.board = Board(self.slot_count, self.threads) if stats is not None else None
+        self.stats = StatsServer(stats, self.snapshot, log) if stats is not None else None
+        self.started = time.time()
+        self.retired: dict[str, Any] = {}  # the counts of the workers that exited
+        self.respawned = 0  # workers started again after one died
+        self.recycled = 0  # workers recycled (--max-requests, --max-rss, --timeout)
+        self.last_recycle: dict[str, Any] | None = None
 
     # -- signals --------------------------------------------------------------------
 
@@ -129,6 +141,8 @@ class Master:
         index = free[0]
         base = index * self.threads
         self.slots[base:base + self.threads] = memoryview(bytes(8 * self.threads)).cast("d")
+        if self.board is not None:
+            self.board.clear(index)
         max_requests = self.max_requests
         if max_requests and self.jitter:
             max_requests += random.randint(0, self.jitter)  # noqa: S311 - not security
@@ -143,10 +157,12 @@ class Master:
                 os.close(self._wake_r)
                 os.close(self._wake_w)
                 os.close(self._ready_r)
+                if self.stats is not None:
+                    self.stats.close(in_child=True)
                 worker = Worker(self.listeners, self.boot, self.threads,
                                 self.slots[base:base + self.threads], max_requests,
                                 config=self.config, log=self.log, ready_fd=self._ready_w,
-                                parent=parent)
+                                parent=parent, board=self.board, board_slot=index)
                 status = worker.run()
             except BaseException:
                 self.log.exception("worker failed")
@@ -174,15 +190,17 @@ class Master:
                 why = ("served --max-requests" if what == RECYCLE_REQUESTS else
                        "passed --max-rss" if what == RECYCLE_RSS else "asked")
                 child.replace = why
+                self._recycling(child, why)
                 self.log.info("worker %d %s: starting its replacement", pid, why)
 
     def _ready(self, child: _Child) -> None:
         child.ready = True
         if not self.ever_ready:
             self.ever_ready = True
-            self.log.info("%s ready: %d worker process(es) x %d thread(s) on %s", self.name,
+            self.log.info("%s ready: %d worker process(es) x %d thread(s) on %s%s", self.name,
                           self.processes, self.threads,
-                          ", ".join(lst.name for lst in self.listeners))
+                          ", ".join(lst.name for lst in self.listeners),
+                          "; stats on %s" % self.stats.listener.name if self.stats else "")
         if child.generation != self.generation:
             return
         # A new worker serves: one it replaces may go now (no gap in between).
@@ -217,6 +235,8 @@ class Master:
                 return
             child = self.children.pop(pid, None)
             if child is not None:
+                if self.board is not None:  # its counts stay in the totals
+                    merge(self.retired, self.board.read(child.index))
                 self._exited(child, os.waitstatus_to_exitcode(wait_status))
 
     def _exited(self, child: _Child, code: int) -> None:
@@ -244,7 +264,9 @@ class Master:
             return
         if code == RECYCLED:
             self.log.info("worker %d was recycled; starting a new one", child.pid)
-        elif code < 0:
+            return
+        self.respawned += 1
+        if code < 0:
             self.log.warning("worker %d was killed by signal %d; starting a new one",
                              child.pid, -code)
         else:
@@ -265,7 +287,9 @@ class Master:
                 self.log.error("worker %d: a request ran for more than --timeout %g s; "
                                "replacing the worker", child.pid, timeout)
                 if not child.retiring:
-                    child.replace = child.replace or "a request timed out"
+                    if not child.replace:
+                        child.replace = "a request timed out"
+                        self._recycling(child, child.replace)
                     if not self._has_spare_ready(child):
                         continue
                     self._retire(child, "a request timed out")
@@ -340,6 +364,44 @@ class Master:
                 self.log.info("SIGQUIT: stopping now")
                 self._stop(graceful=False)
 
+    # -- --stats ---------------------------------------------------------------------------
+
+    def _recycling(self, child: _Child, why: str) -> None:
+        self.recycled += 1
+        self.last_recycle = {"pid": child.pid, "reason": why, "at": time.time()}
+
+    def snapshot(self) -> dict[str, Any]:
+        """What ``--stats`` answers (gateways.server.stats): the workers and the totals."""
+        board = self.board
+        assert board is not None  # only --stats asks
+        totals = {"requests": 0, "responses_4xx": 0, "responses_5xx": 0, "app_exceptions": 0,
+                  "protocol_errors": {}}
+        merge(totals, self.retired)
+        workers = []
+        for child in sorted(self.children.values(), key=lambda c: c.started):
+            counts = board.read(child.index)
+            merge(totals, counts)
+            base = child.index * self.threads
+            busy = sum(1 for start in self.slots[base:base + self.threads] if start)
+            workers.append({
+                "id": child.index, "pid": child.pid, "started": round(child.started, 3),
+                "generation": child.generation, "ready": child.ready,
+                "requests": counts["requests"], "requests_in_flight": busy,
+                "threads_busy": busy, "threads": self.threads, "parked": counts["parked"],
+                "rss": rss(child.pid),
+                "state": ("stopping" if child.retiring or self.stopping else
+                          "recycling" if child.replace else
+                          "serving" if child.ready else "starting"),
+                "recycle_reason": child.replace or None})
+        totals["workers_respawned"] = self.respawned
+        totals["workers_recycled"] = self.recycled
+        return {"version": __version__, "gateway": self.name, "pid": os.getpid(),
+                "started": round(self.started, 3), "now": round(time.time(), 3),
+                "listeners": [lst.name for lst in self.listeners],
+                "processes": self.processes, "threads": self.threads,
+                "stopping": self.stopping, "workers": workers, "totals": totals,
+                "last_recycle": self.last_recycle}
+
     # -- main loop ----------------------------------------------------------------------
 
     def run(self) -> int:
@@ -351,8 +413,11 @@ class Master:
             while True:
                 now = time.monotonic()
                 self._maintain(now)
+                watched = [self._wake_r, self._ready_r]
+                if self.stats is not None:
+                    watched += self.stats.fds()
                 try:
-                    readable, _, _ = select.select([self._wake_r, self._ready_r], [], [], TICK)
+                    readable, _, _ = select.select(watched, [], [], TICK)
                 except InterruptedError:
                     readable = []
                 if self._wake_r in readable:
@@ -364,6 +429,8 @@ class Master:
                 self._reap()
                 if self._ready_r in readable:
                     self._read_ready()
+                if self.stats is not None:
+                    self.stats.handle(readable)
                 now = time.monotonic()
                 self._check_timeouts(now)
                 if self.stopping:
@@ -384,6 +451,8 @@ class Master:
             signal.signal(signum, signal.SIG_IGN)
         for listener in self.listeners:
             listener.close(remove=not listener.inherited)
+        if self.stats is not None:
+            self.stats.close()
         if self.pid_file is not None:
             self.pid_file.release()
         signal.set_wakeup_fd(-1)

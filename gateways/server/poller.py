@@ -64,7 +64,7 @@ class Poller:
 
     def __init__(self, intake: BaseHandler, hand_over: Callable[[Conn], None], *,
                  limit: int, read_timeout: float, keepalive_timeout: float, log: Logger,
-                 tick: float) -> None:
+                 tick: float, gauge: memoryview[float] | None = None) -> None:
         self.intake = intake
         self.hand_over = hand_over
         self.limit = limit
@@ -77,7 +77,10 @@ class Poller:
         self.incoming: collections.deque[Conn] = collections.deque()  # from the threads
         self.count = 0  # parked + incoming, as the threads see it (for the limit)
         self.lock = threading.Lock()  # guards count only
-        self.stopping = False
+        self.gauge = gauge  # --stats: where the count is shown to the master
+        self.stopping = False  # the worker stops: idle connections are closed
+        self.done = False  # the worker is finished: what is left is dropped, the thread ends
+        self.transit = 0  # a connection between parked and the worker's ready queue
         self.refused_at = 0.0
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
@@ -99,6 +102,8 @@ class Poller:
             else:
                 full = False
                 self.count += 1
+                if self.gauge is not None:
+                    self.gauge[0] = self.count
         if full:
             now = time.monotonic()
             if now - self.refused_at >= 1.0:
@@ -115,15 +120,24 @@ class Poller:
         return True
 
     def stop(self) -> None:
-        """The worker stops: close what is idle, let the rest finish its request."""
+        """The worker stops: close what is idle, let the rest finish its request.  The
+        thread lives on (a worker thread may still park a connection) until
+        :meth:`finish`."""
         self.stopping = True
+        self._wake()
+
+    def finish(self) -> None:
+        """The worker is finished: drop what is left and end the thread."""
+        self.stopping = self.done = True
         self._wake()
 
     def waiting(self) -> int:
         """How many parked connections a stopping worker waits for: those in the middle
-        of a request, and new ones whose first request has not arrived yet."""
+        of a request, new ones whose first request has not arrived yet, and one
+        on its way to the ready queue (read in this order: a connection moving
+        from one to the next is seen in one of them)."""
         return sum(1 for conn in list(self.parked.values()) if _owed(conn)) + len(
-            self.incoming)
+            self.incoming) + self.transit
 
     def join(self, timeout: float | None = None) -> None:
         self.thread.join(timeout)
@@ -141,7 +155,9 @@ class Poller:
         while True:
             if self.stopping:
                 self._close_idle()
-                if not self.parked and not self.incoming:
+                if self.done:
+                    for conn in list(self.parked.values()):
+                        self._drop(conn)
                     return
             now = time.monotonic()
             timeout = self.tick
@@ -202,8 +218,10 @@ class Poller:
                 conn.body, conn.reject = intake.begin(conn, conn.params)
             else:  # EndOfBody or Abort: the threads answer it
                 conn.pending = events[index:]
+                self.transit = 1
                 self._release(conn)
                 self.hand_over(conn)
+                self.transit = 0
                 return
         out = core.data_to_send()  # FastCGI answers GET_VALUES by itself, even when idle
         if out:
@@ -245,6 +263,8 @@ class Poller:
             pass
         with self.lock:
             self.count -= 1
+            if self.gauge is not None:
+                self.gauge[0] = self.count
 
     def _drop(self, conn: Conn) -> None:
         self._release(conn)

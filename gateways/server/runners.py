@@ -115,6 +115,7 @@ class Runners:
         # Per thread: -1.0 not a runner, 0.0 a runner in accept(), else the
         # monotonic time its current connection was accepted.
         self.started = [-1.0] * len(handlers)
+        self.serving = [False] * len(handlers)  # per thread: on a connection from ready
         self.runners = 0
         self.scouting = False
         self.lock = threading.Lock()
@@ -142,6 +143,10 @@ class Runners:
     def summon(self) -> None:
         """A connection waits on worker.ready: wake a spare (if one waits)."""
         self.wake.release()
+
+    def busy(self) -> bool:
+        """A thread may still accept or is on a connection (a stopping worker waits)."""
+        return any(since >= 0.0 for since in self.started) or any(self.serving)
 
     @property
     def crowded(self) -> bool:
@@ -172,10 +177,13 @@ class Runners:
         ready = self.worker.ready
         handler = self.handlers[index]
         log = self.worker.log
+        serving = self.serving
         while True:
+            serving[index] = True  # before the pop: a stopping worker sees it in one place
             try:
                 conn = ready.popleft()
             except IndexError:
+                serving[index] = False
                 return
             try:
                 parked = handler.resume(conn)
@@ -185,6 +193,7 @@ class Runners:
                               self.listener.name)
             if not parked:
                 conn.sock.close()
+            serving[index] = False
 
     def _drain(self, index: int) -> str:
         """The worker stops: serve worker.ready until the worker is finished."""

@@ -31,12 +31,14 @@ import os
 import select
 import signal
 import struct
+import threading
 import time
 
 from gateways.server.channel import Channel, timeval
 from gateways.server.conn import Conn
 from gateways.server.poller import Poller
 from gateways.server.runners import Runners, set_timeouts
+from gateways.server.stats import count_error
 
 TYPE_CHECKING = False  # mypy reads the block below; the interpreter never does
 if TYPE_CHECKING:
@@ -46,6 +48,7 @@ if TYPE_CHECKING:
 
     from gateways.server.handler import BaseHandler
     from gateways.server.listen import Listener
+    from gateways.server.stats import Board
 
     # What the master's boot function returns, in the worker: it makes each thread's
     # connection handler (gateways.server.handler.BaseHandler.factory).
@@ -71,13 +74,16 @@ class ThreadState:
     threads; ``stopping`` that the worker stops.
     """
 
-    __slots__ = ("worker", "slot", "pool")
+    __slots__ = ("worker", "slot", "pool", "counts")
     tick = TICK  # the longest a blocked call waits before it looks at the flags
 
     def __init__(self, worker: Worker, slot: int) -> None:
         self.worker = worker
         self.slot = slot
         self.pool: Runners | None = None  # the threads this one belongs to, once they exist
+        # --stats: this thread's counters (gateways.server.stats.Board.thread), else None
+        board = worker.board
+        self.counts = board.thread(worker.board_slot, slot) if board is not None else None
 
     def begin(self) -> None:
         self.worker.slots[self.slot] = time.monotonic()
@@ -93,6 +99,13 @@ class ThreadState:
 
     def park(self, conn: Conn) -> bool:
         return self.worker.poller.park(conn)
+
+    def count_error(self, exc: BaseException) -> None:
+        """--stats: one more protocol error of ``exc``'s kind (rare: under a lock)."""
+        worker = self.worker
+        if worker.board is not None:
+            with worker.errors_lock:
+                count_error(worker.board.errors(worker.board_slot), exc)
 
     @property
     def crowded(self) -> bool:
@@ -137,7 +150,8 @@ class Worker:
 
     def __init__(self, listeners: list[Listener], boot: Callable[[], HandlerFactory],
                  threads: int, slots: memoryview[float], max_requests: int, *, config: Any,
-                 log: Logger, ready_fd: int, parent: int) -> None:
+                 log: Logger, ready_fd: int, parent: int, board: Board | None = None,
+                 board_slot: int = 0) -> None:
         self.listeners = listeners
         self.boot = boot
         self.threads = threads
@@ -157,6 +171,9 @@ class Worker:
         self.poller: Poller = None  # type: ignore[assignment]  # made in run()
         self.pools: list[Runners] = []
         self._wake_r, self._wake_w = os.pipe()
+        self.board = board  # --stats: the counters shared with the master
+        self.board_slot = board_slot
+        self.errors_lock = threading.Lock()
 
     # -- what threads and signals call --------------------------------------------------
 
@@ -225,7 +242,8 @@ class Worker:
         self.poller = Poller(intake, self.hand_over, limit=config.max_parked,
                              read_timeout=config.read_timeout,
                              keepalive_timeout=config.keepalive_timeout, log=self.log,
-                             tick=TICK)
+                             tick=TICK, gauge=self.board.parked(self.board_slot)
+                             if self.board is not None else None)
         self.poller.start()
         for pool in self.pools:
             pool.start()
@@ -254,15 +272,18 @@ class Worker:
         self.poller.stop()
         for pool in self.pools:
             pool.summon()
-        while True:
+        quiet = 0
+        while quiet < 2 and time.monotonic() < deadline:
+            # Done when twice in a row nothing was in the listen queue, no thread
+            # accepts (a runner leaves accept() within a tick) or serves, nothing
+            # is parked with a request owed and nothing waits to be served: a
+            # connection moves thread -> poller -> ready, and the checks run in
+            # that order so that one in motion is seen.
             taken = self._take_queued()
-            while (self.ready or self.poller.waiting() or self._running()) and (
-                    time.monotonic() < deadline):
-                time.sleep(0.01)
-            if not taken and not self.ready:
-                break
-            if time.monotonic() >= deadline:
-                break
+            busy = any(pool.busy() for pool in self.pools) or self._running()
+            pending = busy or self.poller.waiting() or self.ready
+            quiet = 0 if taken or pending else quiet + 1
+            time.sleep(0.01)
         # The socket itself lives on in the master and in the other workers
         # (a reload keeps serving); only this process stops taking connections.
         for listener in self.listeners:
@@ -272,6 +293,7 @@ class Worker:
             for _ in pool.threads:
                 pool.summon()
             pool.join()
+        self.poller.finish()
         self.poller.join(1.0)
 
     def _running(self) -> bool:
@@ -279,14 +301,24 @@ class Worker:
         return any(self.slots)
 
     def _take_queued(self) -> int:
-        """Accept every connection waiting in the listen queues, without blocking."""
+        """Accept every connection waiting in the listen queues, without waiting.
+
+        Never by making the listening socket non-blocking: O_NONBLOCK belongs to
+        the open file description, which the master and every other worker
+        share, and their accept() would then spin.  poll() says a connection is
+        queued; if another worker takes it first, accept() returns within a tick
+        (SO_RCVTIMEO)."""
         taken = 0
         for listener in self.listeners:
             sock = listener.sock
             family, kind = sock.family, sock.type
             send_timeout = timeval(self.write_timeout) if family == _socket.AF_UNIX else None
-            sock.setblocking(False)
             while True:
+                try:
+                    if not select.select([sock], [], [], 0)[0]:
+                        break
+                except (OSError, ValueError):
+                    break
                 try:
                     fd, address = sock._accept()  # type: ignore[attr-defined]
                 except BlockingIOError:

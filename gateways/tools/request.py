@@ -117,7 +117,7 @@ def meta_variables(args, address, body):
     return params
 
 
-def _connect(address, timeout):
+def connect(address, timeout):
     if address.kind == "unix":
         family, target = socket.AF_UNIX, address.path
     elif address.kind == "tcp":
@@ -136,7 +136,7 @@ def _connect(address, timeout):
     return sock
 
 
-def _read_all(sock, deadline, done=None):
+def read_all(sock, deadline, done=None):
     """Everything until the daemon closes (or ``done(data)`` says it is complete)."""
     data = bytearray()
     while not (done and done(data)):
@@ -194,7 +194,7 @@ def fastcgi_request(sock, params, body, deadline):
            fc.record(fc.STDIN, 1)]
     sock.sendall(b"".join(out))
     stdout, stderr = [], []
-    for rtype, _, content in _records(_read_all(sock, deadline, _fastcgi_ended)):
+    for rtype, _, content in _records(read_all(sock, deadline, _fastcgi_ended)):
         if rtype == fc.STDOUT:
             stdout.append(content)
         elif rtype == fc.STDERR:
@@ -219,7 +219,7 @@ def fastcgi_values(sock, deadline):
     def answered(data):
         return any(r[0] == fc.GET_VALUES_RESULT for r in _records(data))
 
-    for rtype, _, content in _records(_read_all(sock, deadline, answered)):
+    for rtype, _, content in _records(read_all(sock, deadline, answered)):
         if rtype == fc.GET_VALUES_RESULT:
             return fc.decode_pairs(content, 100)
     raise RequestFailed("no FCGI_GET_VALUES_RESULT")
@@ -261,13 +261,13 @@ def run_cli(args):
     if args.values:
         if args.protocol != "fastcgi":
             raise OperatorError("--values is a FastCGI request (FCGI_GET_VALUES)")
-        with _connect(address, args.timeout) as sock:
+        with connect(address, args.timeout) as sock:
             values = fastcgi_values(sock, deadline)
         sys.stdout.write("".join("%s=%s\n" % item for item in values.items()))
         return 0
     body = _body(args.data)
     params = meta_variables(args, address, body)
-    with _connect(address, args.timeout) as sock:
+    with connect(address, args.timeout) as sock:
         try:
             if args.protocol == "fastcgi":
                 answer, stderr = fastcgi_request(sock, params, body, deadline)
@@ -277,7 +277,7 @@ def run_cli(args):
                 else:
                     from gateways.protocol.uwsgi import make_request
                 sock.sendall(make_request(params, body))
-                answer, stderr = _read_all(sock, deadline), b""
+                answer, stderr = read_all(sock, deadline), b""
         except OSError as exc:
             raise RequestFailed("the connection failed: %s" % (exc.strerror or exc)) from None
     code, head, payload = split_response(answer)
