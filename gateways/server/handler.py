@@ -194,7 +194,7 @@ class BaseHandler:
                     if reject is None:
                         ok = self.respond(transport, params, body)  # type: ignore[arg-type]
                     else:
-                        ok = transport.refuse(reject)
+                        ok = transport.refuse(reject.answering(params))  # type: ignore[arg-type]
                     params = body = reject = None
                     state.end()
                     if not ok:
