@@ -288,7 +288,7 @@ def test_application_errors_leave_the_front_running(server, path, request):
 @pytest.mark.parametrize("server", ["haproxy", "h2o"])
 def test_traceback_goes_to_the_fronts_log(server, request):
     """HAProxy: through the snippet's log-stderr to its global log (stdout here); H2O:
-    its error-log.  (Caddy 2.6 reads FCGI_STDERR and drops it.)"""
+    its error-log.  (Caddy 2.6 reads FCGI_STDERR and drops it: see below.)"""
     front = make_front(request, server)
     log = front.server.error_log
     before = len(front.server.error_log_text())
@@ -297,6 +297,13 @@ def test_traceback_goes_to_the_fronts_log(server, request):
                front.server.error_log_text()[before:], TIMEOUT,
                what=lambda: "no traceback in %s: %r" % (log, front.server.error_log_text()[before:]))
     assert "Traceback (most recent call last)" in front.server.error_log_text()[before:]
+
+
+def test_caddy_logs_no_traceback(request):
+    front = make_front(request, "caddy")
+    assert requests.get(front.url("/error"), timeout=TIMEOUT).status_code == 500
+    time.sleep(0.5)
+    assert "SECRET-MARKER" not in front.server.error_log_text()
 
 
 # -- what each front sends, read raw ------------------------------------------------------
