@@ -7,8 +7,9 @@ Every gateway hands this module the CGI meta-variables it received (RFC 3875
   "Unicode Issues"): bytes from the wire are decoded with latin-1, never UTF-8.
 * ``HTTP_PROXY`` is dropped (httpoxy: a ``Proxy:`` request header must never
   look like the proxy setting of the process), and so are ``HTTP_CONTENT_LENGTH``
-  and ``HTTP_CONTENT_TYPE``, which lighttpd and nginx add beside the real
-  ``CONTENT_LENGTH``/``CONTENT_TYPE``.
+  and ``HTTP_CONTENT_TYPE``, which lighttpd, nginx and Caddy add beside the real
+  ``CONTENT_LENGTH``/``CONTENT_TYPE``.  A ``CONTENT_LENGTH`` of ``-1`` (Caddy, for a
+  chunked upload) means no length, like an empty one: it is dropped.
 * ``SCRIPT_NAME`` never ends in ``/`` and ``SCRIPT_NAME + PATH_INFO`` rebuilds
   the decoded request path.  When the front end sends no ``PATH_INFO`` it is
   derived from ``REQUEST_URI`` (percent-decoded, so that it matches the decoded
@@ -31,6 +32,9 @@ if TYPE_CHECKING:
 
 # Meta-variables a front end may send that must not reach the application.
 DROPPED = ("HTTP_PROXY", "HTTP_CONTENT_LENGTH", "HTTP_CONTENT_TYPE")
+# CONTENT_LENGTH values that say "no length": empty, or Caddy's -1 for a chunked
+# upload.  The variable is dropped; the body runs to the end of its stream.
+UNKNOWN_LENGTH = ("", "-1")
 
 _HEX = frozenset("0123456789abcdefABCDEF")
 _HTTPS_ON = frozenset(("on", "1", "yes", "ON", "On", "YES", "Yes"))
@@ -195,7 +199,7 @@ class EnvironBuilder:
             env["SERVER_NAME"] = _host_name(env.get("HTTP_HOST") or "localhost")
         env.setdefault("SERVER_PORT", "80")
         env.setdefault("SERVER_PROTOCOL", "HTTP/1.0")
-        if env.get("CONTENT_LENGTH") == "":
+        if env.get("CONTENT_LENGTH") in UNKNOWN_LENGTH:
             del env["CONTENT_LENGTH"]
         fix_paths(env, self.mount, self.iis)
         env.update(self.constants)

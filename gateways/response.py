@@ -23,7 +23,11 @@ The rules (PEP 3333, "The start_response() Callable" and "Error Handling"):
 * The status and headers are checked when ``start_response`` is called: str
   only, latin-1 only, no CR or LF, no hop-by-hop header.  A violation is the
   application's error: 500, and the reason is logged.
-* Headers go out with the first non-empty body chunk, or at the end.
+* Headers go out with the first non-empty body chunk, or at the end.  The
+  answer to a HEAD request has no body, whatever the application returns
+  (error pages included): HAProxy answers 502 to one, H2O passes it on.
+* ``Status:`` goes after the other headers when there is a ``Location``
+  (HAProxy takes the status from whichever of the two comes last).
 * ``start_response(..., exc_info)`` re-raises once the headers are out.
 * ``close()`` on the returned iterable is called whatever happens.
 * An exception before the headers are out gives a 500 with a short generic
@@ -89,15 +93,17 @@ CGI_STATUS = "Status: "  # RFC 3875 §6.3.3; a transport's ``status_prefix``
 
 
 def simple_response(status: str, body: bytes, content_type: str = "text/plain; charset=utf-8",
-                    extra: "Iterable[tuple[str, str]]" = (), prefix: str = CGI_STATUS) -> bytes:
+                    extra: "Iterable[tuple[str, str]]" = (), prefix: str = CGI_STATUS,
+                    head_only: bool = False) -> bytes:
     """A complete response for answers the gateway gives itself: CGI format, or with
-    ``prefix`` "HTTP/1.1 " an HTTP status line (the uwsgi protocol)."""
+    ``prefix`` "HTTP/1.1 " an HTTP status line (the uwsgi protocol).  ``head_only``
+    (a HEAD request): the same head, no body (RFC 9110 §9.3.2)."""
     lines = ["%s%s\r\nContent-Type: %s\r\nContent-Length: %d\r\n"
              % (prefix, status, content_type, len(body))]
     for name, value in extra:
         lines.append("%s: %s\r\n" % (name, value))
     lines.append("\r\n")
-    return "".join(lines).encode("latin-1") + body
+    return "".join(lines).encode("latin-1") + (b"" if head_only else body)
 
 
 class Refusal:
@@ -106,15 +112,23 @@ class Refusal:
     ``reason`` (for a log line) and the plain-text ``body`` a visitor reads;
     :meth:`render` makes the one CGI-format response every gateway sends."""
 
-    __slots__ = ("status", "reason", "body")
+    __slots__ = ("status", "reason", "body", "head_only")
 
-    def __init__(self, status: str, reason: str, body: bytes) -> None:
+    def __init__(self, status: str, reason: str, body: bytes, head_only: bool = False) -> None:
         self.status = status
         self.reason = reason
         self.body = body
+        self.head_only = head_only  # the answer to a HEAD request: no body
 
     def render(self, prefix: str = CGI_STATUS) -> bytes:
-        return simple_response(self.status, self.body, prefix=prefix)
+        return simple_response(self.status, self.body, prefix=prefix, head_only=self.head_only)
+
+    def answering(self, params: "dict[str, str]") -> "Refusal":
+        """This refusal as the answer to the request of ``params``: without its body
+        for HEAD (HAProxy answers 502 to a body there, H2O passes it on)."""
+        if params.get("REQUEST_METHOD") != "HEAD":
+            return self
+        return Refusal(self.status, self.reason, self.body, head_only=True)
 
     def __repr__(self) -> str:
         return "Refusal(%r)" % self.status
@@ -138,6 +152,7 @@ def render_head(status: str, headers: list[tuple[str, str]], prefix: str = CGI_S
     if headers.__class__ is not list:
         raise AppError("headers must be a list, not %s" % type(headers).__name__)
     parts = [prefix, status, "\r\n"]
+    location = False
     for header in headers:
         if header.__class__ is not tuple or len(header) != 2:
             raise AppError("header %r is not a (name, value) tuple" % (header,))
@@ -146,9 +161,16 @@ def render_head(status: str, headers: list[tuple[str, str]], prefix: str = CGI_S
             raise AppError("header %r: name and value must be str" % (header,))
         if not name or ":" in name or " " in name:
             raise AppError("header name %r is not a valid field name" % (name,))
-        if name.lower() in HOP_BY_HOP:
+        lower = name.lower()
+        if lower in HOP_BY_HOP:
             raise AppError("hop-by-hop header %r is for the server to set" % (name,))
+        if lower == "location":
+            location = True
         parts += (name, ": ", value, "\r\n")
+    if location and prefix == CGI_STATUS:
+        # RFC 3875 §6.3 puts no order on the header fields; HAProxy 2.6 takes the
+        # status from the last of Status and Location (302 for Location): Status last.
+        parts = parts[3:] + parts[:3]
     parts.append("\r\n")
     head = "".join(parts)
     # Each line above contributes exactly one CR and one LF: any other count
@@ -304,10 +326,12 @@ def report_error(environ: "WSGIEnvironment", transport: "Transport", response: R
     response.status = "500 Internal Server Error"
     if debug:
         body = text.encode("utf-8", "replace")
-        page = simple_response("500 Internal Server Error", body, prefix=response.prefix)
+        page = simple_response("500 Internal Server Error", body, prefix=response.prefix,
+                               head_only=response.head_only)
     else:
         page = simple_response("500 Internal Server Error", ERROR_PAGE,
-                               "text/html; charset=utf-8", prefix=response.prefix)
+                               "text/html; charset=utf-8", prefix=response.prefix,
+                               head_only=response.head_only)
     try:
         transport.finish(page, 1)
     except ClientDisconnected:

@@ -141,3 +141,11 @@ def test_script_name_plus_path_info_rebuilds_path():
         sn, pi = paths({"SCRIPT_NAME": "/app", "REQUEST_URI": uri})
         assert sn + pi == unquote(uri)
         assert not sn.endswith("/")
+
+
+def test_caddys_minus_one_content_length_is_no_length():
+    # Caddy sends CONTENT_LENGTH -1 for a chunked upload, and HTTP_CONTENT_LENGTH beside it.
+    env = build_environ({"CONTENT_LENGTH": "-1", "HTTP_CONTENT_LENGTH": "-1"}, None, None,
+                        multithread=False, multiprocess=False, run_once=True, gateway="test")
+    assert "CONTENT_LENGTH" not in env and "HTTP_CONTENT_LENGTH" not in env
+    assert env["wsgi.input_terminated"] is True

@@ -563,12 +563,38 @@ def test_content_length_over_max_body_is_413_without_the_app(main):
     quiet_log(main)
 
 
-@pytest.mark.parametrize("value", ["abc", "-1", "1e3", " 12"])
+@pytest.mark.parametrize("value", ["abc", "-2", "1e3", " 12"])
 def test_bad_content_length_is_400(main, value):
     params = http_params("/upload", method="POST", CONTENT_LENGTH=value)
     with main.client() as client:
         response = check_complete(client.request(params, b"", keep_conn=True), 400)
         assert b"Content-Length" in response.body
+        check_complete(get(client, "/pid"))
+
+
+def test_content_length_minus_one_is_a_body_of_unknown_length(main):
+    """Caddy sends CONTENT_LENGTH -1 for a chunked upload (it was answered 400 before):
+    the body runs to the end of FCGI_STDIN, and the application sees no CONTENT_LENGTH
+    and wsgi.input_terminated."""
+    body = os.urandom(300000)
+    with main.client() as client:
+        params = http_params("/upload", method="POST", CONTENT_LENGTH="-1")
+        answer = check_complete(client.request(params, body, keep_conn=True)).json()
+        assert answer == {"length": len(body), "sha256": hashlib.sha256(body).hexdigest()}
+        params = http_params("/echo", method="POST", CONTENT_LENGTH="-1")
+        echo = check_complete(client.request(params, b"abc", keep_conn=True)).json()
+        assert (echo["content_length"], echo["input_terminated"]) == (None, True)
+    quiet_log(main)
+
+
+@pytest.mark.parametrize("value", ["abc", "999999999999"])
+def test_refusal_of_a_head_request_has_no_body(main, value):
+    params = http_params("/upload", method="HEAD", CONTENT_LENGTH=value)
+    with main.client() as client:
+        response = check_complete(client.request(params, b"", keep_conn=True),
+                                  400 if value == "abc" else 413)
+        assert response.body == b""
+        assert int(response.header("Content-Length")) > 0  # the GET answer's length
         check_complete(get(client, "/pid"))
 
 

@@ -932,3 +932,23 @@ def test_many_answers_in_one_read_stay_linear():
     assert time.monotonic() - started < 10.0
     assert len(answers) == 16 * count and conn.outgoing == b""
     assert parse_records(answers[:16]) == [(fc.UNKNOWN_TYPE, 0, bytes((200,)) + bytes(7))]
+
+
+@pytest.mark.parametrize("size", [1, 7, 8, 4095, 4096, 4097, 40000])
+def test_stderr_records_are_padded_and_small_when_asked(size):
+    """HAProxy 2.6 crashes on an FCGI_STDERR record that fills its buffer alone (an
+    unpadded one on its own, or one of 16 KB): the server asks for padded records of
+    at most SAFE_STDERR_RECORD bytes."""
+    conn = core.Connection(stderr_record_size=core.SAFE_STDERR_RECORD)
+    conn.feed(build_request(GET))
+    data = bytes(range(256)) * (size // 256) + bytes(size % 256)
+    out = conn.stderr(data)
+    pos, pieces = 0, []
+    while pos < len(out):
+        version, rtype, rid, clen, plen = struct.unpack_from(">BBHHB", out, pos)
+        assert (version, rtype, rid) == (1, fc.STDERR, 1)
+        assert 1 <= plen <= 8 and (clen + plen) % 8 == 0 and clen <= 4096
+        pieces.append(out[pos + 8:pos + 8 + clen])
+        assert out[pos + 8 + clen:pos + 8 + clen + plen] == bytes(plen)
+        pos += 8 + clen + plen
+    assert b"".join(pieces) == data and len(pieces) == -(-size // 4096)

@@ -273,3 +273,41 @@ def test_file_wrapper_iterates_and_closes():
     wrapper.close()
     assert f.closed
     assert not hasattr(FileWrapper(iter([b"x"])), "close")
+
+
+# -- what HAProxy, Caddy and H2O need -----------------------------------------------------
+
+
+def test_status_goes_last_when_there_is_a_location():
+    # HAProxy 2.6 takes the status from the last of Status and Location (302 for Location).
+    head = render_head("301 Moved Permanently", [("Location", "http://example.org/x"),
+                                                 ("Content-Type", "text/plain")])
+    assert head == (b"Location: http://example.org/x\r\nContent-Type: text/plain\r\n"
+                    b"Status: 301 Moved Permanently\r\n\r\n")
+    # An HTTP status line (uwsgi) stays first; without Location nothing moves.
+    assert render_head("301 Moved", [("Location", "/x")], "HTTP/1.1 ").startswith(
+        b"HTTP/1.1 301 Moved\r\n")
+    assert render_head("200 OK", [("X-A", "1")]).startswith(b"Status: 200 OK\r\n")
+
+
+@pytest.mark.parametrize("debug", [False, True])
+def test_error_page_of_a_head_request_has_no_body(debug):
+    t = Recorder()
+    errors = io.StringIO()
+
+    def app(env, start_response):
+        raise RuntimeError("SECRET-MARKER")
+
+    assert run(app, environ("HEAD", errors), t, debug) == 1
+    head, _, body = t.output.partition(b"\r\n\r\n")
+    assert head.startswith(b"Status: 500 Internal Server Error\r\n") and body == b""
+    assert b"Content-Length: " in head and "SECRET-MARKER" in errors.getvalue()
+
+
+def test_refusal_answering_a_head_request():
+    from gateways.response import TOO_LARGE
+
+    assert TOO_LARGE.answering({"REQUEST_METHOD": "GET"}) is TOO_LARGE
+    head = TOO_LARGE.answering({"REQUEST_METHOD": "HEAD"}).render()
+    assert head == TOO_LARGE.render()[:len(head)] and head.endswith(b"\r\n\r\n")
+    assert TOO_LARGE.render().endswith(TOO_LARGE.body)

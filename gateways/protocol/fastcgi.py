@@ -35,6 +35,12 @@ Rules (the ones implementers most often get wrong are marked *):
 * §6.1/§3.3 *FCGI_STDOUT is split into records of at most 65535 bytes and
   ended with an empty record before FCGI_END_REQUEST (the same for
   FCGI_STDERR when it was used).
+* §3.3 FCGI_STDERR records carry padding (to the next multiple of eight
+  bytes, at least one byte), and at most ``stderr_record_size`` bytes each:
+  HAProxy 2.6 (before 2.6.16) corrupts its memory and crashes on a STDERR
+  record that fills its receive buffer alone, which an unpadded record
+  arriving on its own does, and so does any record as large as that buffer
+  (16 KB); the server asks for records of :data:`SAFE_STDERR_RECORD` bytes.
 
 Limits: the PARAMS stream is bounded by ``max_params_size`` bytes and
 ``max_params`` pairs.  Every violation raises its own :class:`ProtocolError`
@@ -84,6 +90,8 @@ OVERLOADED = 2
 UNKNOWN_ROLE = 3
 
 MAX_CONTENT = 65535
+# FCGI_STDERR records well below HAProxy's 16 KB buffer (see the module docstring).
+SAFE_STDERR_RECORD = 4096
 HEADER = struct.Struct(">BBHHBx")
 BEGIN_BODY = struct.Struct(">HB5x")
 END_BODY = struct.Struct(">IB3x")
@@ -168,6 +176,20 @@ def stream_records(rtype: int, request_id: int, data: bytes) -> bytes:
         piece = view[start:start + MAX_CONTENT]
         parts.append(HEADER.pack(VERSION_1, rtype, request_id, len(piece), 0))
         parts.append(piece)
+    return b"".join(parts)
+
+
+def padded_records(rtype: int, request_id: int, data: bytes, size: int) -> bytes:
+    """``data`` as records of at most ``size`` bytes, each padded (§3.3) to the next
+    multiple of eight bytes, and by eight when it is one already: never unpadded."""
+    parts: list[bytes | memoryview] = []
+    view = memoryview(data)
+    for start in range(0, len(data), size):
+        piece = view[start:start + size]
+        padding = 8 - len(piece) % 8
+        parts.append(HEADER.pack(VERSION_1, rtype, request_id, len(piece), padding))
+        parts.append(piece)
+        parts.append(bytes(padding))
     return b"".join(parts)
 
 
@@ -269,7 +291,8 @@ _IDLE, _PARAMS, _STDIN, _RUNNING, _ABORTED = range(5)
 class Connection:
     """The application side of one FastCGI transport connection.
 
-    ``max_conns``/``max_reqs`` are what FCGI_GET_VALUES reports (§4.1).
+    ``max_conns``/``max_reqs`` are what FCGI_GET_VALUES reports (§4.1);
+    ``stderr_record_size`` bounds the FCGI_STDERR records (the module docstring).
     Attributes the server reads: ``outgoing`` (bytes queued by automatic
     answers; the server sends and clears it), ``should_close`` (the last
     request ended without FCGI_KEEP_CONN), ``request_id`` (the active
@@ -277,8 +300,9 @@ class Connection:
     """
 
     def __init__(self, max_params_size: int = 65536, max_params: int = 1000, max_conns: int = 1,
-                 max_reqs: int = 1) -> None:
+                 max_reqs: int = 1, stderr_record_size: int = MAX_CONTENT) -> None:
         self.max_params_size = max_params_size
+        self.stderr_record_size = min(max(stderr_record_size, 8), MAX_CONTENT)
         self.max_params = max_params
         self.values = {
             "FCGI_MAX_CONNS": str(max_conns),
@@ -529,11 +553,11 @@ class Connection:
         return stream_records(STDOUT, self.request_id, data)
 
     def stderr(self, data: bytes) -> bytes:
-        """FCGI_STDERR records carrying ``data`` for the active request."""
+        """FCGI_STDERR records carrying ``data`` for the active request, padded."""
         if not data:
             return b""
         self._stderr_used = True
-        return stream_records(STDERR, self.request_id, data)
+        return padded_records(STDERR, self.request_id, data, self.stderr_record_size)
 
     def end_request(self, data: bytes = b"", app_status: int = 0) -> bytes:
         """Last ``data`` for stdout, the streams' end records and FCGI_END_REQUEST (§5.5).

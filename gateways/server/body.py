@@ -14,7 +14,7 @@ from __future__ import annotations
 import io
 import tempfile
 
-from gateways.environ import content_length
+from gateways.environ import UNKNOWN_LENGTH, content_length
 from gateways.response import BAD_CONTENT_LENGTH, TOO_LARGE
 
 TYPE_CHECKING = False  # mypy reads the imports below; the interpreter never does
@@ -74,8 +74,12 @@ class Body:
 
 
 def check_length(value: str | None, limit: int) -> Refusal | None:
-    """None when a CONTENT_LENGTH value is acceptable, else the :class:`Refusal`."""
-    if not value:
+    """None when a CONTENT_LENGTH value is acceptable, else the :class:`Refusal`.
+
+    ``-1`` is what Caddy sends for a chunked upload: the length is unknown, the
+    body is read to the end of its stream (:data:`gateways.environ.UNKNOWN_LENGTH`).
+    """
+    if not value or value in UNKNOWN_LENGTH:
         return None
     length = content_length(value)
     if length is None:

@@ -8,9 +8,11 @@ application; this module adds what only FastCGI has:
   and FCGI_END_REQUEST (§5.5), and a connection with FCGI_KEEP_CONN set
   carries the next request;
 * ``wsgi.errors`` is the request's FCGI_STDERR stream, which the web server
-  writes to its error log (§6.1); application tracebacks go there.  Outside
-  a request (a ``close()`` that runs after the response ended) the text goes
-  to the server's own log;
+  writes to its error log (§6.1); application tracebacks go there, in
+  small padded records that HAProxy 2.6 survives (see
+  :mod:`gateways.protocol.fastcgi`).  Outside a request (a ``close()``
+  that runs after the response ended) the text goes to the server's own
+  log;
 * an FCGI_ABORT_REQUEST noticed while a response streams stops the
   iteration (``close()`` is called) and is answered with FCGI_END_REQUEST
   (§5.4);
@@ -26,7 +28,7 @@ import socket
 
 from gateways.protocol import ProtocolError
 from gateways.protocol.events import Abort
-from gateways.protocol.fastcgi import Connection
+from gateways.protocol.fastcgi import SAFE_STDERR_RECORD, Connection
 from gateways.response import ClientDisconnected, Refusal
 from gateways.server.handler import RECV_SIZE, BaseHandler
 
@@ -223,7 +225,7 @@ class FastCGIHandler(BaseHandler):
 
     def new_core(self) -> Connection:
         return Connection(self.max_header_size, self.max_params, self.max_conns,
-                          self.max_conns)
+                          self.max_conns, SAFE_STDERR_RECORD)
 
     def accept_peer(self, channel: Channel, address: Any) -> bool:
         if self.allowed is None or channel.family not in _INET or address[0] in self.allowed:

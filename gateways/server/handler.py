@@ -234,7 +234,7 @@ class BaseHandler:
                 elif kind is EndOfBody:
                     conn.served = True
                     if reject is not None:
-                        ok = transport.refuse(reject)
+                        ok = transport.refuse(reject.answering(params))  # type: ignore[arg-type]
                         if self.counts is not None:
                             self.count(reject.status)
                     elif (conn.queued or state.crowded) and self.abandoned(conn):

@@ -22,7 +22,8 @@ Template syntax, deliberately tiny:
     of ``--bind``).  ``#?!flag`` keeps a line when the flag does not hold.
 ``#@backend text``
     (balancer snippets) the line ``text`` once per ``--backends`` address,
-    with ``{{backend}}``, ``{{backend_host}}`` and ``{{backend_port}}``.
+    with ``{{backend}}``, ``{{backend_host}}``, ``{{backend_port}}`` and
+    ``{{backend_name}}`` (``app1``, ``app2``...).
 """
 
 import os
@@ -57,6 +58,15 @@ SNIPPETS = {
                            "daemon",
     ("lighttpd", "balancer"): "scale-out: mod_fastcgi over several FastCGI daemons on TCP",
     ("lighttpd", "balancer-uwsgi"): "scale-out: mod_scgi over several uwsgi daemons on TCP",
+    ("haproxy", "fastcgi"): "FastCGI through HAProxy (fcgi-app, proto fcgi) to a gateways "
+                            "daemon",
+    ("haproxy", "balancer"): "scale-out: an HAProxy backend over several FastCGI daemons on "
+                             "TCP, with health checks",
+    ("caddy", "fastcgi"): "FastCGI through Caddy's reverse_proxy (transport fastcgi) to a "
+                          "gateways daemon",
+    ("caddy", "balancer"): "scale-out: Caddy's reverse_proxy over several FastCGI daemons on "
+                           "TCP",
+    ("h2o", "fastcgi"): "FastCGI through H2O (fastcgi.connect) to a gateways daemon",
     ("nginx", "fastcgi"): "FastCGI through fastcgi_pass to a gateways daemon",
     ("nginx", "scgi"): "SCGI through scgi_pass to a gateways daemon",
     ("nginx", "proxy"): "HTTP reverse proxy to the standalone server",
@@ -78,9 +88,11 @@ BALANCERS = ("balancer", "balancer-uwsgi")
 # Apache's proxy scheme for each gateway it reaches through mod_proxy.
 APACHE_SCHEME = {"scgi": "scgi", "uwsgi": "uwsgi", "balancer-uwsgi": "uwsgi"}
 
-# Apache mod_proxy_scgi and mod_proxy_uwsgi get SCRIPT_NAME and PATH_INFO wrong
-# and cannot be told otherwise: their daemons are given the mount point.
-SCRIPT_NAME_OPTION = {("apache", "scgi"), ("apache", "uwsgi"), ("apache", "balancer-uwsgi")}
+# Apache mod_proxy_scgi and mod_proxy_uwsgi get SCRIPT_NAME and PATH_INFO wrong, and
+# H2O sends SCRIPT_NAME "" and the whole path as PATH_INFO; none can be told
+# otherwise: their daemons are given the mount point.
+SCRIPT_NAME_OPTION = {("apache", "scgi"), ("apache", "uwsgi"), ("apache", "balancer-uwsgi"),
+                      ("h2o", "fastcgi")}
 
 # The values the committed files under conf/ are rendered with: the defaults
 # of the settings table for "conf" (``bind`` depends on the gateway:
@@ -90,6 +102,10 @@ VALUES = ("app", "app_dir", "prefix", "bind", "python", "processes", "threads",
 SAMPLE = {name: BY_NAME[name].default_for("conf") for name in VALUES}
 
 NGINX_SPLIT = "# --- inside your server { } block ---"
+# The line after which a snippet goes inside a section of the operator's own
+# (HAProxy: the frontend; Caddy: the site block; H2O: a host's "paths:").
+SPLITS = (NGINX_SPLIT, "# --- inside your frontend section ---",
+          "# --- inside your site block ---", "# --- under \"paths:\" in your host")
 
 
 def default_bind(gateway, name="myapp"):
@@ -131,6 +147,8 @@ def _bind_values(bind):
         values["apache_backend"] = "unix:%s|{scheme}://%s/" % (address.path,
                                                              _pool_name(address.path))
         values["lighttpd_backend"] = '"socket" => "%s"' % address.path
+        values["haproxy_backend"] = "unix@" + address.path
+        values["caddy_backend"] = "unix/" + address.path
     elif address.kind == "tcp":
         flags.add("tcp")
         host = "[%s]" % address.host if ":" in address.host else address.host
@@ -139,6 +157,9 @@ def _bind_values(bind):
         values["apache_backend"] = "{scheme}://%s:%d/" % (host, address.port)
         values["lighttpd_backend"] = '"host" => "%s", "port" => %d' % (address.host,
                                                                         address.port)
+        values["haproxy_backend"] = ("ipv6@" if ":" in address.host else "") + "%s:%d" % (
+            address.host, address.port)
+        values["caddy_backend"] = "%s:%d" % (host, address.port)
     else:
         raise ConfigError("--bind %s: a snippet needs unix:PATH or HOST:PORT" % bind)
     return values, flags
@@ -217,6 +238,7 @@ def values_for(server, gateway, **given):
     values["script_dir"], values["script_file"] = os.path.split(values["script"])
     values["gateways"] = os.path.join(os.path.dirname(values["python"]), "gateways")
     values["script_name_option"] = (server, gateway) in SCRIPT_NAME_OPTION
+    values["max_conns"] = int(values["processes"]) * int(values["threads"])
     protocol = PROTOCOL.get(gateway)
     if protocol:
         values["command"] = daemon_command(values["gateways"], protocol, values)
@@ -283,10 +305,11 @@ def _expand_backends(text, values):
             out.append(line)
             continue
         line = line.replace("#@backend ", "", 1).rstrip()
-        for backend in values["backend_list"]:
+        for number, backend in enumerate(values["backend_list"], 1):
             host, _, port = backend.rpartition(":")
             out.append(line.replace("{{backend}}", backend).replace("{{backend_host}}", host)
-                       .replace("{{backend_port}}", port))
+                       .replace("{{backend_port}}", port)
+                       .replace("{{backend_name}}", "app%d" % number))
     return "\n".join(out) + "\n"
 
 
@@ -294,6 +317,16 @@ def split_nginx(text):
     """An nginx snippet's ``(http-level part, server-level part)``."""
     head, sep, tail = text.partition(NGINX_SPLIT)
     return (head, tail) if sep else ("", text)
+
+
+def split_snippet(text):
+    """A snippet's ``(part on its own, part inside the operator's section)``: see
+    :data:`SPLITS` (the second part starts after the marker's line)."""
+    for marker in SPLITS:
+        head, sep, tail = text.partition(marker)
+        if sep:
+            return head, tail.partition("\n")[2]
+    return text, ""
 
 
 def sample_name(server, gateway):

@@ -25,7 +25,8 @@ Routes (below the mount point)::
     /stream?n=N&delay=S  N chunks, S seconds apart
     /write             uses the write() callable
     /file?n=N          N bytes through wsgi.file_wrapper
-    /stderr            writes to wsgi.errors
+    /stderr            writes to wsgi.errors (?n=N: N bytes more, first)
+    /redirect?status=S a redirect (Location) with status S (301)
     /sleep?t=S         sleeps S seconds, then answers with its pid
     /pid               answers with the worker's pid
 """
@@ -188,6 +189,11 @@ def probe(environ, start_response):
     if path == "/stream":
         start_response("200 OK", [("Content-Type", "text/plain"), ("X-Accel-Buffering", "no")])
         return _stream(int(query.get("n", "3")), float(query.get("delay", "0.5")))
+    if path == "/redirect":
+        status = int(query.get("status", "301"))
+        start_response("%d Redirect" % status, [("Location", "http://example.org/moved"),
+                                                ("Content-Type", "text/plain")])
+        return [b"moved"]
     if path == "/write":
         write = start_response("200 OK", [("Content-Type", "text/plain")])
         write(b"written ")
@@ -196,6 +202,9 @@ def probe(environ, start_response):
         start_response("200 OK", [("Content-Type", "application/octet-stream")])
         return environ["wsgi.file_wrapper"](BytesIO(pattern(int(query.get("n", "100000")))), 8192)
     if path == "/stderr":
+        if "n" in query:  # n bytes of text in lines of 100, before the line below
+            line = "probe: %s\n" % ("e" * 92)
+            environ["wsgi.errors"].write(line * (int(query["n"]) // len(line)))
         environ["wsgi.errors"].write("probe: a line for the error log\n")
         environ["wsgi.errors"].flush()
         return _text(start_response, "logged")
