@@ -62,9 +62,11 @@ PROTOCOLS = ("fastcgi", "scgi", "uwsgi")
 SHAPES = ("1x8", "2x4")
 WORKLOADS = ("hello", "10k", "post")
 REFERENCE = "uwsgi"
-PEERS = {"fastcgi": ("uwsgi", "gateways", "flup6"), "scgi": ("uwsgi", "gateways", "flup103"),
-         "uwsgi": ("uwsgi", "gateways", "gunicorn")}
-LABELS = {"uwsgi": "uWSGI", "gateways": "gateways", "flup6": "flup6",
+PEERS = {"fastcgi": ("uwsgi", "gateways", "gateways-stats", "flup6"),
+         "scgi": ("uwsgi", "gateways", "gateways-stats", "flup103"),
+         "uwsgi": ("uwsgi", "gateways", "gateways-stats", "gunicorn")}
+LABELS = {"uwsgi": "uWSGI", "gateways": "gateways", "gateways-stats": "gateways --stats",
+          "flup6": "flup6",
           "flup103": "flup 1.0.3", "gunicorn": "gunicorn 27", "static": "static file"}
 PROTOCOL_LABELS = {"fastcgi": "FastCGI", "scgi": "SCGI", "uwsgi": "uwsgi"}
 PREFIX = {"fastcgi": "fcgi", "scgi": "scgi", "uwsgi": "uw"}
@@ -200,10 +202,11 @@ def backend_argv(peer: str, protocol: str, shape: str, run: Path) -> list[str]:
                 "--threads", threads, "--chdir", str(run), "--wsgi-file", str(run / "app.py"),
                 "--need-app", "--die-on-term", "--disable-logging", "--ignore-sigpipe",
                 "--ignore-write-errors", "--disable-write-exception"]
-    if peer == "gateways":
+    if peer in ("gateways", "gateways-stats"):
+        stats = ["--stats", f"unix:{sock}.stats"] if peer == "gateways-stats" else []
         return [str(benchlib.VENV / "bin" / "gateways"), protocol, "app:application",
                 "--app-dir", str(run), "--bind", f"unix:{sock}", "--processes", processes,
-                "--threads", threads, "--log-level", "warning"]
+                "--threads", threads, "--log-level", "warning", *stats]
     venv = benchlib.VENV if peer == "flup6" else benchlib.FLUP103_VENV
     return [str(venv / "bin" / "python"), str(run / "flup_server.py"), protocol, sock,
             processes, threads]
@@ -507,7 +510,7 @@ def summarize(results: list[dict]) -> list[dict]:
 
 
 def _row_order(row: dict) -> tuple:
-    peers = ("static", "uwsgi", "gateways", "flup6", "flup103", "gunicorn")
+    peers = ("static", "uwsgi", "gateways", "gateways-stats", "flup6", "flup103", "gunicorn")
     return (SHAPES.index(row["shape"]) if row["shape"] in SHAPES else -1,
             WORKLOADS.index(row["workload"]), FRONTS.index(row["front"]),
             PROTOCOLS.index(row["protocol"]) if row["protocol"] in PROTOCOLS else -1,
@@ -644,10 +647,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--shapes", type=_choices(SHAPES), default=list(SHAPES),
                         help="backend processes x threads (default: 1x8,2x4)")
     parser.add_argument("--workloads", type=_choices(WORKLOADS), default=list(WORKLOADS))
-    parser.add_argument("--peers", type=_choices(("uwsgi", "gateways", "flup", "gunicorn")),
-                        default=["uwsgi", "gateways", "flup", "gunicorn"],
-                        help="backends; flup is flup6 for FastCGI, flup 1.0.3 for SCGI, "
-                        "gunicorn 27 for uwsgi (uwsgi is the reference of the ratios)")
+    parser.add_argument("--peers", type=_choices(("uwsgi", "gateways", "gateways-stats", "flup",
+                                                   "gunicorn")),
+                        default=["uwsgi", "gateways", "gateways-stats", "flup", "gunicorn"],
+                        help="backends; gateways-stats is gateways with --stats on, flup is "
+                        "flup6 for FastCGI, flup 1.0.3 for SCGI, gunicorn 27 for uwsgi (uwsgi "
+                        "is the reference of the ratios)")
     parser.add_argument("--rounds", type=int, default=None, help="default 3 (--quick: 1)")
     parser.add_argument("--duration", type=float, default=None,
                         help="seconds of each measured wrk run (default 5; --quick: 1)")

@@ -91,15 +91,33 @@ def normalize_mount(prefix: "str | None") -> "str | None":
 
 
 def _request_path(env: "Mapping[str, str]") -> str:
-    """The decoded request path: from REQUEST_URI when there is one."""
+    """The decoded request path: from REQUEST_URI when there is one, cleaned as the
+    front cleaned the path it routed on (REQUEST_URI is the raw one)."""
     uri = env.get("REQUEST_URI")
     if uri:
         q = uri.find("?")
         if q >= 0:
             uri = uri[:q]
         if uri.startswith("/"):
-            return unquote(uri)
+            return clean_path(unquote(uri))
     return env.get("SCRIPT_NAME", "") + env.get("PATH_INFO", "")
+
+
+def clean_path(path: str) -> str:
+    """``path`` without dot segments (RFC 3986 §5.2.4) and with repeated slashes
+    merged, as nginx (merge_slashes) and Apache (MergeSlashes) treat the path they
+    match locations against; a trailing slash stays.  ``/app/x/../y`` -> ``/app/y``."""
+    if "/." not in path and "//" not in path:
+        return path
+    kept: list[str] = []
+    for segment in path.split("/")[1:]:
+        if segment == "..":
+            if kept:
+                kept.pop()
+        elif segment not in (".", ""):
+            kept.append(segment)
+    trailing = kept and path.endswith(("/", "/.", "/.."))
+    return "/" + "/".join(kept) + ("/" if trailing else "")
 
 
 def fix_paths(env: dict[str, str], mount: "str | None" = None, iis: bool = False) -> None:

@@ -211,7 +211,9 @@ SETTINGS = (
             section="Snippet"),
     Setting("script_name", "--script-name", APP_COMMANDS, text_value, None, "PREFIX",
             "Mount point of the application: SCRIPT_NAME is PREFIX and PATH_INFO the rest "
-            "of the request path, whatever the front end says. '/' mounts at the root. "
+            "of the request path (REQUEST_URI decoded, its dot segments and repeated "
+            "slashes resolved as the front resolved them), whatever the front end says. "
+            "'/' mounts at the root. "
             "Needed behind Apache mod_proxy_scgi and mod_proxy_fcgi, which send the whole "
             "path as SCRIPT_NAME."),
     Setting("debug", "--debug", APP_COMMANDS, flag_value, False, None,

@@ -5,7 +5,14 @@ import sys
 
 import pytest
 
-from gateways.environ import build_environ, decode_environ, fix_paths, normalize_mount, unquote
+from gateways.environ import (
+    build_environ,
+    clean_path,
+    decode_environ,
+    fix_paths,
+    normalize_mount,
+    unquote,
+)
 
 
 def build(params, **kw):
@@ -119,10 +126,28 @@ def test_paths_from_front_end(params, expected):
         # Outside the mount: left as the front end said.
         ({"SCRIPT_NAME": "/other", "PATH_INFO": "/y", "REQUEST_URI": "/other/y"}, "/app",
          ("/other", "/y")),
+        # REQUEST_URI is raw: dot segments and repeated slashes are what the front
+        # resolved before it routed the request here (nginx, Apache do).
+        ({"SCRIPT_NAME": "/app/y", "REQUEST_URI": "/app/x/../y"}, "/app", ("/app", "/y")),
+        ({"SCRIPT_NAME": "/app/x", "REQUEST_URI": "//app///x"}, "/app", ("/app", "/x")),
+        ({"SCRIPT_NAME": "/app/x", "REQUEST_URI": "/app/./x/%2e%2E/x/"}, "/app",
+         ("/app", "/x/")),
+        ({"SCRIPT_NAME": "/app", "REQUEST_URI": "/other/../app"}, "/app", ("/app", "")),
+        ({"SCRIPT_NAME": "/secret", "REQUEST_URI": "/app/../secret"}, "/app",
+         ("/secret", "")),
     ],
 )
 def test_paths_with_explicit_mount(params, mount, expected):
     assert paths(params, mount) == expected
+
+
+@pytest.mark.parametrize(("raw", "clean"), [
+    ("/", "/"), ("", ""), ("/a/b", "/a/b"), ("/a/./b", "/a/b"), ("/a/../b", "/b"),
+    ("/../../a", "/a"), ("/a/b/..", "/a/"), ("/a/b/.", "/a/b/"), ("/a//b///", "/a/b/"),
+    ("//", "/"), ("/..", "/"), ("/a/.../b", "/a/.../b"), ("/a/..b/.c", "/a/..b/.c"),
+])
+def test_clean_path(raw, clean):
+    assert clean_path(raw) == clean
 
 
 def test_iis_quirk():
