@@ -59,7 +59,9 @@ class HandlerStream:
         handler.acquire()
         try:
             handler.reopenIfNeeded()  # as the handler does before each log record
-            handler.stream.write(text)  # type: ignore[union-attr]  # open: not closed yet
+            if handler.stream is None:  # closed (logging.shutdown): open as emit() does
+                handler.stream = handler._open()
+            handler.stream.write(text)
         finally:
             handler.release()
         return len(text)
