@@ -89,6 +89,18 @@ def pip_env():
     build = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "-w", str(directory),
                             str(root)], capture_output=True, text=True, timeout=300, check=False)
     assert build.returncode == 0, build.stdout + build.stderr
+    # The fixes install into a virtualenv of Debian's /usr/bin/python3: when the tests
+    # run on another interpreter, its binary dependencies (markupsafe) are another's.
+    system = "/usr/bin/python3"
+    if os.path.exists(system):
+        version = subprocess.run([system, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
+                                 capture_output=True, text=True, check=True).stdout.strip()
+        if version != "%d.%d" % sys.version_info[:2]:
+            fetch = subprocess.run(
+                [sys.executable, "-m", "pip", "download", "-q", "--only-binary=:all:",
+                 "--python-version", version, "-d", str(directory), "werkzeug>=2.2"],
+                capture_output=True, text=True, timeout=300, check=False)
+            assert fetch.returncode == 0, fetch.stdout + fetch.stderr
     yield dict(os.environ, PIP_NO_INDEX="1", PIP_FIND_LINKS=str(directory))
     shutil.rmtree(directory, ignore_errors=True)
 
