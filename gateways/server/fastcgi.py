@@ -14,6 +14,8 @@ application; this module adds what only FastCGI has:
 * an FCGI_ABORT_REQUEST noticed while a response streams stops the
   iteration (``close()`` is called) and is answered with FCGI_END_REQUEST
   (§5.4);
+* ``--roles``: the roles served (§6.2 Responder, §6.3 Authorizer; the core
+  refuses others and tells the application the role in ``FCGI_ROLE``);
 * ``FCGI_WEB_SERVER_ADDRS`` (§3.2), when set, lists the web servers allowed
   to connect over TCP; other TCP peers are disconnected.  Unix sockets are
   guarded by their file permissions instead.
@@ -26,7 +28,7 @@ import socket
 
 from gateways.protocol import ProtocolError
 from gateways.protocol.events import Abort
-from gateways.protocol.fastcgi import Connection
+from gateways.protocol.fastcgi import AUTHORIZER, RESPONDER, Connection
 from gateways.response import ClientDisconnected, Refusal
 from gateways.server.handler import RECV_SIZE, BaseHandler
 
@@ -41,6 +43,7 @@ if TYPE_CHECKING:
     from gateways.settings import Config
 
 _INET = (socket.AF_INET, socket.AF_INET6)
+ROLES = {"responder": RESPONDER, "authorizer": AUTHORIZER}  # --roles (gateways.settings)
 
 
 class RequestAborted(ClientDisconnected):
@@ -220,10 +223,11 @@ class FastCGIHandler(BaseHandler):
     def setup(self, config: Config) -> None:
         self.max_conns = config.processes * config.threads
         self.allowed = allowed_addresses(os.environ.get("FCGI_WEB_SERVER_ADDRS"))
+        self.roles = frozenset(ROLES[name] for name in config.roles)
 
     def new_core(self) -> Connection:
         return Connection(self.max_header_size, self.max_params, self.max_conns,
-                          self.max_conns)
+                          self.max_conns, self.roles)
 
     def accept_peer(self, channel: Channel, address: Any) -> bool:
         if self.allowed is None or channel.family not in _INET or address[0] in self.allowed:
