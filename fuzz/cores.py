@@ -130,7 +130,7 @@ def _exception(protocol, exc, when):
 
 def make_core(protocol, limits):
     if protocol == "fastcgi":
-        return fcgi.Connection(**limits)
+        return fcgi.Connection(roles=(fcgi.RESPONDER, fcgi.AUTHORIZER), **limits)
     if protocol == "uwsgi":
         return uwsgi.UWSGIRequestParser(**limits)
     return scgi.SCGIRequestParser(**limits)

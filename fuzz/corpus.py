@@ -117,8 +117,14 @@ def fastcgi_corpus():
         + record(fcgi.STDIN, 1, b"part") + record(fcgi.ABORT_REQUEST, 1)
         + record(fcgi.STDIN, 1),  # the end of the body right after the abort
         record(fcgi.ABORT_REQUEST, 9) + fastcgi_request(PARAM_SETS[0]),  # inactive id
+        # the Authorizer role (§6.3): no body; Apache sends no FCGI_STDIN, lighttpd an
+        # empty one (cores.py serves both roles, the daemons of sockets.py Responder only)
+        begin(1, role=fcgi.AUTHORIZER) + stream(fcgi.PARAMS, 1, fcgi.encode_pairs(PARAM_SETS[0])),
+        begin(1, role=fcgi.AUTHORIZER, keep_conn=True)
+        + stream(fcgi.PARAMS, 1, fcgi.encode_pairs(PARAM_SETS[3])) + record(fcgi.STDIN, 1)
+        + fastcgi_request(PARAM_SETS[1], b"after", rid=2),
         # roles we do not serve, a second request while one is active, FCGI_DATA
-        begin(1, role=fcgi.AUTHORIZER) + fastcgi_request(PARAM_SETS[0], rid=2),
+        begin(1, role=0) + fastcgi_request(PARAM_SETS[0], rid=2),
         begin(1, role=fcgi.FILTER, keep_conn=True) + get_values(),
         begin(1) + begin(2) + stream(fcgi.PARAMS, 1, fcgi.encode_pairs(PARAM_SETS[0]))
         + record(fcgi.DATA, 1, b"data") + stream(fcgi.STDIN, 1, b"body"),

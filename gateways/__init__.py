@@ -5,7 +5,7 @@ request, so nothing here imports more than the standard library already has
 loaded at interpreter start-up.
 """
 
-__all__ = ["__version__", "run"]
+__all__ = ["__version__", "authorizer", "run"]
 
 
 def __getattr__(name):
@@ -32,3 +32,15 @@ def run(app, **options):
     from gateways.launcher import run as _run
 
     return _run(app, **options)
+
+
+def authorizer(check, **options):
+    """A FastCGI Authorizer (FastCGI 1.0 §6.3) as a WSGI application: ``check(environ)``
+    returns True (let the request through), a dict of variables for the web server
+    (let it through, ``Variable-NAME: value``) or False (deny: 403, or the
+    ``deny_status``, ``deny_headers`` and ``deny_body`` given).  Serve it with
+    ``gateways fastcgi APP --roles authorizer``; see :func:`gateways.authz.authorizer`.
+    """
+    from gateways.authz import authorizer as _authorizer
+
+    return _authorizer(check, **options)

@@ -16,6 +16,8 @@ Every gateway hands this module the CGI meta-variables it received (RFC 3875
   ``SCRIPT_NAME``).  An explicit mount point (``--script-name``) overrides what
   the front end says, for fronts that get it wrong (Apache mod_proxy_scgi and
   mod_proxy_fcgi send the whole path as SCRIPT_NAME).
+* A FastCGI Authorizer request (``FCGI_ROLE`` ``AUTHORIZER``) has an empty
+  ``SCRIPT_NAME`` and ``PATH_INFO`` (FastCGI 1.0 §6.3): see :meth:`EnvironBuilder.build`.
 * ``wsgi.url_scheme`` comes from ``HTTPS`` (``on``/``1``/``yes``), or from
   ``UWSGI_SCHEME``, the variable uWSGI reads.
 
@@ -219,7 +221,14 @@ class EnvironBuilder:
         env.setdefault("SERVER_PROTOCOL", "HTTP/1.0")
         if env.get("CONTENT_LENGTH") in UNKNOWN_LENGTH:
             del env["CONTENT_LENGTH"]
-        fix_paths(env, self.mount, self.iis)
+        if env.get("FCGI_ROLE") != "AUTHORIZER":
+            fix_paths(env, self.mount, self.iis)
+        else:
+            # FastCGI §6.3: the web server sends an Authorizer no SCRIPT_NAME and no
+            # PATH_INFO; it is mounted nowhere, and the path it rules on is REQUEST_URI.
+            # PEP 3333 requires both keys: empty, never derived from REQUEST_URI or
+            # --script-name as for a Responder.
+            env["SCRIPT_NAME"] = env["PATH_INFO"] = ""
         env.update(self.constants)
         env["wsgi.url_scheme"] = ("https" if env.get("HTTPS") in _HTTPS_ON
                                   or env.get("UWSGI_SCHEME") == "https" else "http")

@@ -49,7 +49,10 @@ class WSGIServer:
     give ``socket_group="www-data"`` so that the web server can connect.
     ``multiplexed`` is accepted for compatibility: no web server multiplexes,
     and neither do we (FCGI_MPXS_CONNS is 0).  ``debug`` defaults to False:
-    no tracebacks for visitors.  flup's thread pool keywords: ``maxThreads``
+    no tracebacks for visitors.  ``roles`` is flup's tuple of role numbers
+    (``(FCGI_RESPONDER, FCGI_AUTHORIZER)``: 1 and 2) or names, as ``--roles``
+    takes them; the role of each request is in ``environ["FCGI_ROLE"]``.
+    flup's thread pool keywords: ``maxThreads``
     becomes ``threads``; ``minSpare`` and ``maxSpare`` have nothing to tune.
     Any option of :func:`serve` may be given too (``socket_group``,
     ``processes``...); other keywords raise TypeError.
@@ -71,6 +74,9 @@ class WSGIServer:
             self.options["bind"] = ("[%s]:%d" if ":" in host else "%s:%d") % (host, port)
         if umask is not None:
             self.options["socket_mode"] = UmaskMode(0o777 & ~umask)
+        if roles is not None:
+            names = {1: "responder", 2: "authorizer", 3: "filter"}  # flup's FCGI_* numbers
+            self.options["roles"] = [names.get(role, role) for role in roles]
         max_threads = options.pop("maxThreads", None)
         if max_threads:
             self.options["threads"] = max_threads

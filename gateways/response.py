@@ -300,7 +300,9 @@ def log_traceback(environ: "WSGIEnvironment", what: str) -> str:
     text = "%s for %s %s:\n%s" % (
         what,
         environ.get("REQUEST_METHOD", "?"),
-        environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", ""),
+        # a FastCGI Authorizer has neither path (§6.3): the one it rules on, then
+        environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")
+        or environ.get("REQUEST_URI", ""),
         traceback.format_exc(),
     )
     errors = environ["wsgi.errors"]

@@ -171,6 +171,32 @@ def bind_value(text: str) -> str:
     return text
 
 
+FASTCGI_ROLES = ("responder", "authorizer")
+
+
+def fastcgi_roles(text: object) -> tuple[str, ...]:
+    """Comma-separated FastCGI roles: responder, authorizer (FastCGI 1.0 §6.2, §6.3)."""
+    if isinstance(text, str):
+        given = text.split(",")
+    elif isinstance(text, (list, tuple, set, frozenset)):
+        given = list(text)
+    else:
+        raise ConfigError("%r is not a list of FastCGI roles" % (text,))
+    names = set()
+    for item in given:
+        name = str(item).strip().lower()
+        if not name:
+            continue  # "responder," and the like
+        if name not in FASTCGI_ROLES:
+            hint = " (the Filter role is not supported)" if name == "filter" else ""
+            raise ConfigError("%r is not a FastCGI role gateways serves: give responder, "
+                              "authorizer or both, comma-separated%s" % (str(item).strip(), hint))
+        names.add(name)
+    if not names:
+        raise ConfigError("no FastCGI role given: responder, authorizer or both")
+    return tuple(name for name in FASTCGI_ROLES if name in names)
+
+
 def log_level(text: object) -> str:
     """debug, info, warning or error."""
     value = str(text).lower()
@@ -300,6 +326,12 @@ SETTINGS = (
     Setting("max_params", "--max-params", DAEMONS, count(1), 1000, "N",
             "Most meta-variables in one request; beyond it the connection is closed.",
             section="Limits"),
+    Setting("roles", "--roles", ("fastcgi",), fastcgi_roles, "responder", "ROLES",
+            "FastCGI roles served, comma-separated: responder (the application answers "
+            "requests) and authorizer (FastCGI 1.0 §6.3: the web server asks it whether a "
+            "request may go on: Apache mod_authnz_fcgi, lighttpd \"mode\" => \"authorizer\"); "
+            "a request in another role is refused with FCGI_UNKNOWN_ROLE and a 500 page. "
+            "The application reads the role in environ['FCGI_ROLE'].", section="FastCGI"),
     Setting("log_file", "--log-file", DAEMONS, text_value, None, "PATH",
             "Write the log here (default: stderr when it is open; a web server that "
             "spawns FastCGI may close it).", section="Logging"),
@@ -363,6 +395,7 @@ class Config:
     spool_threshold: int
     max_header_size: int
     max_params: int
+    roles: tuple[str, ...]
     log_file: str | None
     log_level: str
     pid_file: str | None

@@ -57,6 +57,23 @@ def test_conf_without_server_and_gateway_is_one_line(args):
                            "--list prints the valid pairs)\n")
 
 
+def test_conf_apache_authorizer_on_a_unix_socket_is_one_line():
+    proc = gateways("conf", "apache", "authorizer", "--bind", "unix:/run/acl/authz.sock")
+    assert (proc.returncode, proc.stdout) == (2, "")
+    assert proc.stderr == ("gateways: error: --bind unix:/run/acl/authz.sock: Apache "
+                           "mod_authnz_fcgi reaches its backend over TCP only: give HOST:PORT\n")
+
+
+@pytest.mark.parametrize("server", ["apache", "lighttpd"])
+def test_conf_authorizer_runs_its_daemon_with_the_role(server):
+    proc = gateways("conf", server, "authorizer")
+    assert (proc.returncode, proc.stderr) == (0, "")
+    run = next(line for line in proc.stdout.splitlines() if line.startswith("# Run:"))
+    assert " --roles authorizer " in run
+    assert ("--bind 127.0.0.1:9100" if server == "apache" else
+            "--bind unix:/run/myapp/authorizer.sock") in run
+
+
 @pytest.mark.parametrize(("command", "words"), [
     ("check", "Diagnose a cgi-bin script the way the web server runs it"),
     ("cgi-script", "Write FILE, a cgi-bin script that serves APP"),
@@ -92,7 +109,7 @@ def test_snippet_comments_use_the_operators_values(pair):
     if gateway == "fastcgi-spawn":  # lighttpd's bin-path cannot quote: a plain APP
         own["--app"] = "shop:wsgi"
     options = [item for option in own.items() for item in option]
-    if gateway == "proxy":
+    if gateway == "proxy" or pair == "apache authorizer":  # TCP only
         options += ["--bind", "127.0.0.1:7000"]
     elif gateway not in ("cgi", "cgi-htaccess", "fcgid"):
         options += ["--bind", "unix:/var/run/shop/gw.sock"]

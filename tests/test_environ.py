@@ -174,3 +174,30 @@ def test_caddys_minus_one_content_length_is_no_length():
                         multithread=False, multiprocess=False, run_once=True, gateway="test")
     assert "CONTENT_LENGTH" not in env and "HTTP_CONTENT_LENGTH" not in env
     assert env["wsgi.input_terminated"] is True
+
+
+# What Apache mod_authnz_fcgi (FCGI_ROLE, no paths) and lighttpd (SCRIPT_FILENAME, no
+# FCGI_ROLE: the FastCGI core sets it) send an authorizer, read off the wire.
+AUTHORIZER = {"FCGI_ROLE": "AUTHORIZER", "REQUEST_URI": "/private/a%20b.txt?q=1",
+              "QUERY_STRING": "q=1", "SCRIPT_FILENAME": "/srv/www/private/a b.txt"}
+
+
+@pytest.mark.parametrize("mount", [None, "", "/private", "/app"])
+@pytest.mark.parametrize("sent", [{}, {"SCRIPT_NAME": "/private", "PATH_INFO": "/a b.txt"},
+                                  {"SCRIPT_NAME": "/private/a b.txt"}])
+def test_an_authorizer_has_empty_paths_whatever_the_mount(mount, sent):
+    """FastCGI §6.3: no SCRIPT_NAME and no PATH_INFO for an Authorizer, and none derived
+    from REQUEST_URI or --script-name: the keys PEP 3333 requires are empty."""
+    env = build(dict(AUTHORIZER, **sent), mount=mount)
+    assert (env["SCRIPT_NAME"], env["PATH_INFO"]) == ("", "")
+    assert env["REQUEST_URI"] == "/private/a%20b.txt?q=1"  # the path it rules on
+    assert "CONTENT_LENGTH" not in env
+
+
+@pytest.mark.parametrize("role", [None, "RESPONDER"])
+def test_a_responder_gets_its_paths_as_before(role):
+    params = {"REQUEST_URI": "/private/a%20b.txt?q=1", "SCRIPT_NAME": "/private"}
+    if role:
+        params["FCGI_ROLE"] = role
+    env = build(params)
+    assert (env["SCRIPT_NAME"], env["PATH_INFO"]) == ("/private", "/a b.txt")

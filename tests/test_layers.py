@@ -23,7 +23,7 @@ LAYERS = [
     ("engine", ["gateways.server", "gateways.server.*"]),
     ("gateways", ["gateways.cgi", "gateways.fastcgi", "gateways.scgi", "gateways.uwsgi",
                   "gateways.standalone",
-                  "gateways.demo"]),
+                  "gateways.demo", "gateways.authz"]),
     ("top", ["gateways", "gateways.__main__", "gateways.launcher", "gateways.cli",
              "gateways.tools", "gateways.tools.*"]),
 ]

@@ -138,19 +138,24 @@ def stdin_end(rid=1):
     return record(fc.STDIN, rid)
 
 
+def received(params, rid=1, keep_conn=False, role="RESPONDER"):
+    """The Request event for ``params`` sent in ``role``: the core adds FCGI_ROLE."""
+    return Request(dict(params, FCGI_ROLE=role), None, rid, keep_conn)
+
+
 # -- requests -----------------------------------------------------------------------------
 
 
 def test_minimal_request():
     events, outgoing, conn = run(build_request(GET))
-    assert events == [Request(GET, None, 1, False), EndOfBody(1)]
+    assert events == [received(GET, 1, False), EndOfBody(1)]
     assert outgoing == b""
     assert conn.request_id == 1 and not conn.should_close
 
 
 def test_empty_params_stream():
     events, _, _ = run(begin_request(3) + record(fc.PARAMS, 3) + record(fc.STDIN, 3))
-    assert events == [Request({}, None, 3, False), EndOfBody(3)]
+    assert events == [received({}, 3, False), EndOfBody(3)]
 
 
 def test_events_arrive_as_their_records_complete():
@@ -159,7 +164,7 @@ def test_events_arrive_as_their_records_complete():
     params_end = len(active(GET))
     assert conn.feed(data[:params_end - 1]) == []
     assert conn.mid_record
-    assert conn.feed(data[params_end - 1:params_end]) == [Request(GET, None, 1, False)]
+    assert conn.feed(data[params_end - 1:params_end]) == [received(GET, 1, False)]
     assert not conn.mid_record
     assert conn.feed(data[params_end:params_end + 10]) == [Data(b"bo", 1)]
     assert conn.feed(data[params_end + 10:]) == [Data(b"dy", 1), EndOfBody(1)]
@@ -171,7 +176,7 @@ def test_body(record_size):
     events, _, _ = run(build_request(dict(GET, REQUEST_METHOD="POST"), body,
                                      stdin_record_size=record_size),
                        byte_by_byte=len(body) < 2000)
-    assert events == [Request(dict(GET, REQUEST_METHOD="POST"), None, 1, False), Data(body, 1),
+    assert events == [received(dict(GET, REQUEST_METHOD="POST"), 1, False), Data(body, 1),
                       EndOfBody(1)]
 
 
@@ -184,7 +189,7 @@ def test_large_body_in_full_records():
 @pytest.mark.parametrize("rid", [1, 2, 255, 256, 65535])
 def test_request_ids(rid):
     events, _, conn = run(build_request(GET, b"x", request_id=rid))
-    assert events == [Request(GET, None, rid, False), Data(b"x", rid), EndOfBody(rid)]
+    assert events == [received(GET, rid, False), Data(b"x", rid), EndOfBody(rid)]
     out = parse_records(conn.end_request(b"hi"))
     assert {r[1] for r in out} == {rid}
 
@@ -212,7 +217,7 @@ def test_sequential_requests_on_one_connection():
     conn = Connection()
     for rid, body in [(1, b"one"), (1, b""), (7, b"three" * 1000), (1, b"four")]:
         events = feed_all(conn, [build_request(GET, body, request_id=rid, keep_conn=True)])
-        assert merged(events) == [Request(GET, None, rid, True)] + (
+        assert merged(events) == [received(GET, rid, True)] + (
             [Data(body, rid)] if body else []) + [EndOfBody(rid)]
         out = parse_records(conn.end_request(b"answer %d" % rid))
         assert out[-1] == (fc.END_REQUEST, rid, struct.pack(">IB3x", 0, fc.REQUEST_COMPLETE))
@@ -224,11 +229,11 @@ def test_request_pipelined_after_the_previous_end_in_one_chunk():
     """The web server may send the next request before reading our answer."""
     conn = Connection()
     first = build_request(GET, b"a", request_id=1, keep_conn=True)
-    assert conn.feed(first[:-3]) == [Request(GET, None, 1, True), Data(b"a", 1)]
+    assert conn.feed(first[:-3]) == [received(GET, 1, True), Data(b"a", 1)]
     assert conn.feed(first[-3:]) == [EndOfBody(1)]
     conn.end_request()
     second = build_request(GET, b"b", request_id=2, keep_conn=True)
-    assert conn.feed(second) == [Request(GET, None, 2, True), Data(b"b", 2), EndOfBody(2)]
+    assert conn.feed(second) == [received(GET, 2, True), Data(b"b", 2), EndOfBody(2)]
 
 
 # -- FCGI_PARAMS: pairs across records, lengths, padding, duplicates ----------------------------
@@ -239,7 +244,7 @@ PAIRS = [("A", "1"), ("LONG_NAME_" + "N" * 140, "v"), ("V", "x" * 200), ("E", ""
 
 def test_pairs_straddle_two_records_at_every_split_position():
     block = encode_pairs(PAIRS)
-    expected = [Request(dict(PAIRS), None, 1, False), EndOfBody(1)]
+    expected = [received(dict(PAIRS), 1, False), EndOfBody(1)]
     for at in range(len(block) + 1):
         data = (begin_request(1) + record(fc.PARAMS, 1, block[:at])
                 + record(fc.PARAMS, 1, block[at:]) + record(fc.PARAMS, 1) + stdin_end())
@@ -256,7 +261,7 @@ def test_pairs_straddle_two_records_at_every_split_position():
 @pytest.mark.parametrize("size", [1, 2, 3, 4, 5, 7, 8, 9, 127, 128, 129, 1000])
 def test_pairs_in_records_of_any_size(size):
     events, _, _ = run(build_request(PAIRS, params_record_size=size), byte_by_byte=size < 10)
-    assert events == [Request(dict(PAIRS), None, 1, False), EndOfBody(1)]
+    assert events == [received(dict(PAIRS), 1, False), EndOfBody(1)]
 
 
 @pytest.mark.parametrize("size", [0, 1, 127, 128, 255, 256, 65535, 65536, 100000])
@@ -273,7 +278,7 @@ def test_name_and_value_lengths(size):
     expected = {name: value.decode("latin-1"), "SHORT": "s", "ZZZ": value.decode("latin-1")}
     events, _, _ = run(build_request(pairs), byte_by_byte=size < 300,
                        max_params_size=limit)
-    assert events == [Request(expected, None, 1, False), EndOfBody(1)]
+    assert events == [received(expected, 1, False), EndOfBody(1)]
     assert core.decode_pairs(block, 10) == expected
 
 
@@ -281,7 +286,7 @@ def test_four_byte_length_for_a_short_item_is_accepted():
     """§3.4 allows the 4-byte form for any length; the high bit marks it."""
     block = b"\x80\x00\x00\x01\x80\x00\x00\x02" + b"Axy" + b"\x01\x00B"
     events, _, _ = run(begin_request(1) + fc.stream(fc.PARAMS, 1, block) + stdin_end())
-    assert events[0].params == {"A": "xy", "B": ""}
+    assert events[0].params == {"A": "xy", "B": "", "FCGI_ROLE": "RESPONDER"}
 
 
 @pytest.mark.parametrize("padding", [0, 1, 7, 8, 255])
@@ -290,7 +295,7 @@ def test_padding(padding):
                          padding=padding)
     data += record(fc.GET_VALUES, 0, encode_pairs([("FCGI_MPXS_CONNS", "")]), padding)
     events, outgoing, _ = run(data)
-    assert events == [Request(dict(PAIRS), None, 1, False), Data(b"body" * 10, 1), EndOfBody(1)]
+    assert events == [received(dict(PAIRS), 1, False), Data(b"body" * 10, 1), EndOfBody(1)]
     assert parse_records(outgoing) == [
         (fc.GET_VALUES_RESULT, 0, encode_pairs([("FCGI_MPXS_CONNS", "0")]))]
 
@@ -301,7 +306,8 @@ def test_duplicate_names_are_joined():
              ("HTTP_X_EMPTY", "")]
     events, _, _ = run(build_request(pairs, params_record_size=11))
     assert events[0].params == {"HTTP_ACCEPT": "text/html, */*",
-                                "HTTP_COOKIE": "a=1; b=2; c=3", "HTTP_X_EMPTY": ", "}
+                                "HTTP_COOKIE": "a=1; b=2; c=3", "HTTP_X_EMPTY": ", ",
+                                "FCGI_ROLE": "RESPONDER"}
 
 
 def test_names_and_values_are_latin1_code_points():
@@ -330,6 +336,7 @@ def params_of_size(size):
 def test_params_size_limit(limit):
     ok = begin_request(1) + fc.stream(fc.PARAMS, 1, params_of_size(limit), 1000) + stdin_end()
     events, _, _ = run(ok, byte_by_byte=limit < 200, max_params_size=limit)
+    assert events[0].params.pop("FCGI_ROLE") == "RESPONDER"  # ours: not counted
     assert len(encode_pairs(events[0].params)) == limit
     over = begin_request(1) + fc.stream(fc.PARAMS, 1, params_of_size(limit + 1), 1000)
     check_invalid(over, ParamsTooLarge, byte_by_byte=limit < 200, max_params_size=limit)
@@ -346,7 +353,7 @@ def test_params_size_limit_is_checked_before_the_stream_ends():
 def test_params_count_limit(limit):
     pairs = [("H%d" % i, "v") for i in range(limit)]
     events, _, _ = run(build_request(pairs), byte_by_byte=limit < 10, max_params=limit)
-    assert len(events[0].params) == limit
+    assert len(events[0].params) == limit + 1  # and FCGI_ROLE, not counted
     check_invalid(build_request(pairs + [("EXTRA", "")]), TooManyParams, byte_by_byte=False,
                   max_params=limit)
 
@@ -372,25 +379,11 @@ def test_second_begin_request_is_refused_and_the_first_continues(state, role):
             "stdin": stdin_end(), "running": b""}
     events, outgoing, conn = run(head[state] + intruder + rest[state])
     params = {"A": "1"} if state == "params" else GET
-    assert events == [Request(params, None, 1, True), Data(b"in", 1), EndOfBody(1)]
+    assert events == [received(params, 1, True), Data(b"in", 1), EndOfBody(1)]
     assert outgoing == end_request(2, fc.CANT_MPX_CONN)
     assert conn.request_id == 1 and not conn.should_close
     out = parse_records(conn.end_request(b"done"))
     assert {r[1] for r in out} == {1}
-
-
-@pytest.mark.parametrize("role", [0, fc.AUTHORIZER, fc.FILTER, 4, 0xFFFF])
-@pytest.mark.parametrize("keep_conn", [False, True])
-def test_unknown_role(role, keep_conn):
-    data = build_request(GET, b"body", role=role, keep_conn=keep_conn) + record(fc.DATA, 1, b"d")
-    events, outgoing, conn = run(data)
-    assert events == []
-    assert outgoing == end_request(1, fc.UNKNOWN_ROLE)
-    assert conn.request_id == 0
-    assert conn.should_close is (not keep_conn)
-    if keep_conn:  # the connection serves on
-        assert conn.feed(build_request(GET, request_id=1)) == [Request(GET, None, 1, False),
-                                                                EndOfBody(1)]
 
 
 # -- management records -------------------------------------------------------------------------
@@ -430,7 +423,7 @@ def test_get_values_in_the_middle_of_a_request():
             + record(fc.PARAMS, 1, encode_pairs(GET)[5:]) + record(fc.PARAMS, 1)
             + fc.get_values(["FCGI_MPXS_CONNS"]) + record(fc.STDIN, 1, b"x") + stdin_end())
     events, outgoing, _ = run(data, max_reqs=3)
-    assert events == [Request(GET, None, 1, False), Data(b"x", 1), EndOfBody(1)]
+    assert events == [received(GET, 1, False), Data(b"x", 1), EndOfBody(1)]
     assert parse_records(outgoing) == [
         (fc.GET_VALUES_RESULT, 0, encode_pairs([("FCGI_MAX_REQS", "3")])),
         (fc.GET_VALUES_RESULT, 0, encode_pairs([("FCGI_MPXS_CONNS", "0")]))]
@@ -440,7 +433,7 @@ def test_get_values_in_the_middle_of_a_request():
 def test_unknown_management_type(rtype):
     data = record(rtype, 0, b"whatever") + record(rtype, 0) + build_request(GET)
     events, outgoing, _ = run(data)
-    assert events == [Request(GET, None, 1, False), EndOfBody(1)]  # not fatal
+    assert events == [received(GET, 1, False), EndOfBody(1)]  # not fatal
     answer = record(fc.UNKNOWN_TYPE, 0, bytes((rtype,)) + bytes(7))
     assert outgoing == answer + answer
     assert parse_records(outgoing)[0][2][0] == rtype
@@ -458,14 +451,14 @@ def foreign(rid):
 
 def test_records_for_inactive_ids_are_ignored_when_idle():
     events, outgoing, conn = run(foreign(5) + foreign(1) + build_request(GET, request_id=5))
-    assert events == [Request(GET, None, 5, False), EndOfBody(5)]
+    assert events == [received(GET, 5, False), EndOfBody(5)]
     assert outgoing == b"" and conn.request_id == 5
 
 
 def test_records_for_inactive_ids_are_ignored_during_a_request():
     data = active() + foreign(2) + foreign(65535) + record(fc.STDIN, 1, b"in") + stdin_end()
     events, outgoing, _ = run(data)
-    assert events == [Request(GET, None, 1, False), Data(b"in", 1), EndOfBody(1)]
+    assert events == [received(GET, 1, False), Data(b"in", 1), EndOfBody(1)]
     assert outgoing == b""
 
 
@@ -481,7 +474,7 @@ def test_records_for_an_ended_request_are_ignored():
 def test_data_records_of_the_active_request_are_ignored():
     data = active() + record(fc.DATA, 1, b"file") + record(fc.DATA, 1) + stdin_end()
     events, _, _ = run(data)
-    assert events == [Request(GET, None, 1, False), EndOfBody(1)]
+    assert events == [received(GET, 1, False), EndOfBody(1)]
 
 
 # -- FCGI_ABORT_REQUEST -------------------------------------------------------------------------
@@ -506,7 +499,7 @@ def test_abort_becomes_an_event(where):
     # Whatever the web server still sends for the aborted request is ignored,
     # and the connection takes the next request.
     assert conn.feed(record(fc.STDIN, 1, b"late") + stdin_end() + build_request(GET)) == [
-        Request(GET, None, 1, False), EndOfBody(1)]
+        received(GET, 1, False), EndOfBody(1)]
 
 
 def test_abort_twice():
@@ -798,7 +791,7 @@ def test_round_trip(params, body, params_size, stdin_size, padding, keep_conn, r
         events += conn.feed(data[at:at + size])
         at += size
     events += conn.feed(data[at:])
-    assert merged(events) == [Request(params, None, rid, keep_conn)] + (
+    assert merged(events) == [received(params, rid, keep_conn)] + (
         [Data(body, rid)] if body else []) + [EndOfBody(rid)]
     assert conn.outgoing == b"" and not conn.mid_record
 
@@ -836,8 +829,9 @@ def test_random_records_only_raise_protocol_errors(records, cut):
     for event in events:
         assert type(event) in (Request, Data, EndOfBody, Abort)
     for rtype, rid, _ in parse_records(conn.outgoing):
-        assert rtype in (fc.END_REQUEST, fc.GET_VALUES_RESULT, fc.UNKNOWN_TYPE)
-        assert rid == 0 or rtype == fc.END_REQUEST
+        # FCGI_STDOUT: the 500 page before FCGI_UNKNOWN_ROLE
+        assert rtype in (fc.END_REQUEST, fc.GET_VALUES_RESULT, fc.UNKNOWN_TYPE, fc.STDOUT)
+        assert rid == 0 or rtype in (fc.END_REQUEST, fc.STDOUT)
 
 
 @settings(max_examples=500, deadline=None)
@@ -860,7 +854,7 @@ def test_mutated_requests_parse_or_raise_protocol_errors(at, byte, cut):
 def test_a_violation_after_a_complete_request_delivers_the_request_first():
     conn = Connection()
     events = conn.feed(build_request(GET, b"body") + bad_version(2))
-    assert merged(events) == [Request(GET, None, 1, False), Data(b"body", 1), EndOfBody(1)]
+    assert merged(events) == [received(GET, 1, False), Data(b"body", 1), EndOfBody(1)]
     assert type(conn.error) is UnsupportedVersion
     for later in (b"", b"\0", build_request(GET)):
         with pytest.raises(UnsupportedVersion):
@@ -888,7 +882,7 @@ def test_stdin_after_abort_in_the_same_read_is_dropped(where):
         [Data, Abort] if where == "mid stdin" else [Abort])
     assert conn.error is None
     conn.end_request(b"", 1)
-    assert conn.feed(build_request(GET, request_id=2)) == [Request(GET, None, 2, False), EndOfBody(2)]
+    assert conn.feed(build_request(GET, request_id=2)) == [received(GET, 2, False), EndOfBody(2)]
 
 
 def _garbage_after_errors(feed_bad, count=200):

@@ -150,3 +150,43 @@ def test_cli_bad_option_value_is_one_line():
                           capture_output=True, text=True, timeout=30)
     assert proc.returncode == 2
     assert proc.stderr.strip() == "gateways: error: --threads: 'none' is not a whole number"
+
+
+@pytest.mark.parametrize(("given", "roles"), [
+    ("responder", ("responder",)), ("authorizer", ("authorizer",)),
+    ("authorizer,responder", ("responder", "authorizer")),
+    (" Responder , AUTHORIZER ,", ("responder", "authorizer")),
+    (["authorizer"], ("authorizer",)), (("responder", "authorizer"), ("responder", "authorizer")),
+])
+def test_fastcgi_roles(given, roles):
+    assert resolve("fastcgi", {"roles": given}, environ={}).roles == roles
+
+
+def test_fastcgi_roles_default_and_environment():
+    assert resolve("fastcgi", {}, environ={}).roles == ("responder",)
+    environ = {"GATEWAYS_ROLES": "authorizer"}
+    assert resolve("fastcgi", {}, environ=environ).roles == ("authorizer",)
+    assert resolve("fastcgi", {"roles": "responder"}, environ=environ).roles == ("responder",)
+    assert not hasattr(resolve("scgi", {}, environ=environ), "roles")  # FastCGI only
+
+
+@pytest.mark.parametrize(("given", "message"), [
+    ("filter", r"^--roles: 'filter' is not a FastCGI role .*the Filter role is not supported"),
+    ("responder,authoriser", r"^--roles: 'authoriser' is not a FastCGI role gateways serves"),
+    (",", r"^--roles: no FastCGI role given"),
+    ([], r"^--roles: no FastCGI role given"),
+    (2, r"^--roles: 2 is not a list of FastCGI roles"),
+])
+def test_bad_fastcgi_roles(given, message):
+    with pytest.raises(ConfigError, match=message):
+        resolve("fastcgi", {"roles": given}, environ={})
+
+
+def test_bad_roles_on_the_command_line_are_one_line():
+    proc = subprocess.run([sys.executable, "-m", "gateways", "fastcgi", "probe",
+                           "--roles", "responder,filter"], capture_output=True, text=True,
+                          timeout=30)
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr == (
+        "gateways: error: --roles: 'filter' is not a FastCGI role gateways serves: give "
+        "responder, authorizer or both, comma-separated (the Filter role is not supported)\n")

@@ -24,9 +24,17 @@ Rules (the ones implementers most often get wrong are marked *):
 * §4.1 FCGI_GET_VALUES is answered with the values this server really has;
   unknown names are left out.  §4.2 An unknown management record type
   (request id 0) is answered with FCGI_UNKNOWN_TYPE.
-* §5.1 FCGI_BEGIN_REQUEST: only the Responder role is served, others get
-  FCGI_END_REQUEST(FCGI_UNKNOWN_ROLE).  *FCGI_KEEP_CONN clear means the
-  application closes the connection after the response (``should_close``).
+* §5.1 FCGI_BEGIN_REQUEST: the roles given to :class:`Connection` are served
+  (Responder by default, Authorizer when asked; never Filter), a request in
+  another role gets FCGI_END_REQUEST(FCGI_UNKNOWN_ROLE), after a 500 page on
+  FCGI_STDOUT: lighttpd 1.4.69 reads an authorizer's empty answer as "allowed"
+  whatever the protocolStatus, and would serve what it guards.  The role
+  reaches the application as the meta-variable ``FCGI_ROLE`` (``RESPONDER``,
+  ``AUTHORIZER``), set from FCGI_BEGIN_REQUEST over whatever FCGI_PARAMS says
+  (Apache mod_authnz_fcgi sends that name, PHP-FPM sets it; lighttpd 1.4.69
+  sends none).
+  *FCGI_KEEP_CONN clear means the application closes the connection after the
+  response (``should_close``).
 * §5.5 *This application does not multiplex: a second FCGI_BEGIN_REQUEST
   while a request is active is answered FCGI_CANT_MPX_CONN.
 * §5.4 *FCGI_ABORT_REQUEST becomes an :class:`Abort` event; the server must
@@ -41,6 +49,9 @@ Rules (the ones implementers most often get wrong are marked *):
   record that fills its receive buffer alone, which an unpadded record
   arriving on its own does, and so does any record as large as that buffer
   (16 KB); the server asks for records of :data:`SAFE_STDERR_RECORD` bytes.
+* §6.3 An Authorizer request has no body: it is complete when its FCGI_PARAMS
+  stream ends (Apache mod_authnz_fcgi sends no FCGI_STDIN at all; lighttpd
+  sends an empty one, which is dropped, as is any FCGI_STDIN for it).
 
 Limits: the PARAMS stream is bounded by ``max_params_size`` bytes and
 ``max_params`` pairs.  Every violation raises its own :class:`ProtocolError`
@@ -81,6 +92,11 @@ MAX_TYPE = UNKNOWN_TYPE
 RESPONDER = 1
 AUTHORIZER = 2
 FILTER = 3
+# The roles served (Filter is not: no web server is known to send it) and the
+# FCGI_ROLE value each gives the application.
+ROLE_NAMES = {RESPONDER: "RESPONDER", AUTHORIZER: "AUTHORIZER"}
+_SERVED = frozenset(ROLE_NAMES)
+_RESPONDER_ONLY = frozenset((RESPONDER,))
 
 KEEP_CONN = 1
 
@@ -285,7 +301,20 @@ def _decode_pairs_checked(data: bytes, text: str, max_pairs: int) -> dict[str, s
 
 # -- the connection ---------------------------------------------------------------
 
-_IDLE, _PARAMS, _STDIN, _RUNNING, _ABORTED = range(5)
+_IDLE, _PARAMS, _STDIN, _RUNNING, _ABORTED, _NO_BODY = range(6)
+
+# The answer to a request in a role this connection does not serve (§5.5), with a
+# page first: a web server that ignores the protocolStatus then denies (see above).
+_ROLE_PAGE = (b"Status: 500 Internal Server Error\r\nContent-Type: text/plain\r\n\r\n"
+              b"This FastCGI application does not serve the role of this request (%s).\n")
+_REFUSED_NAMES = {RESPONDER: b"RESPONDER", AUTHORIZER: b"AUTHORIZER", FILTER: b"FILTER"}
+
+
+def refuse_role(request_id: int, role: int) -> bytes:
+    """A 500 page on FCGI_STDOUT, the stream's end, FCGI_END_REQUEST(FCGI_UNKNOWN_ROLE)."""
+    page = _ROLE_PAGE % (_REFUSED_NAMES.get(role) or b"%d" % role)
+    return (record(STDOUT, request_id, page) + record(STDOUT, request_id)
+            + record(END_REQUEST, request_id, END_BODY.pack(0, UNKNOWN_ROLE)))
 
 
 class Connection:
@@ -293,14 +322,26 @@ class Connection:
 
     ``max_conns``/``max_reqs`` are what FCGI_GET_VALUES reports (§4.1);
     ``stderr_record_size`` bounds the FCGI_STDERR records (the module docstring).
+    ``roles`` the roles served (:data:`RESPONDER`, :data:`AUTHORIZER`).
     Attributes the server reads: ``outgoing`` (bytes queued by automatic
     answers; the server sends and clears it), ``should_close`` (the last
     request ended without FCGI_KEEP_CONN), ``request_id`` (the active
     request, or 0).
     """
 
+    # The role of the active request (the last one), and its FCGI_ROLE value: class
+    # attributes until a request in another role comes, so a connection costs nothing more.
+    _role = RESPONDER
+    _role_name = "RESPONDER"
+
     def __init__(self, max_params_size: int = 65536, max_params: int = 1000, max_conns: int = 1,
-                 max_reqs: int = 1, stderr_record_size: int = MAX_CONTENT) -> None:
+                 max_reqs: int = 1, stderr_record_size: int = MAX_CONTENT,
+                 roles: Iterable[int] = _RESPONDER_ONLY) -> None:
+        # A frozenset is taken as it is: the server makes one for all its connections.
+        self.roles = roles if isinstance(roles, frozenset) else frozenset(roles)
+        if not self.roles or not self.roles <= _SERVED:
+            raise ValueError("roles %r: give one or more of RESPONDER (1) and AUTHORIZER (2)"
+                             % (sorted(self.roles),))
         self.max_params_size = max_params_size
         self.stderr_record_size = min(max(stderr_record_size, 8), MAX_CONTENT)
         self.max_params = max_params
@@ -447,6 +488,8 @@ class Connection:
         if rtype == STDIN:
             if state == _PARAMS:
                 raise StdinBeforeParams()
+            elif state == _NO_BODY:
+                return  # §6.3: no body for an Authorizer; lighttpd ends an empty one anyway
             else:
                 raise StreamAfterEnd("FCGI_STDIN after its end record")
         elif rtype == PARAMS:
@@ -464,7 +507,12 @@ class Connection:
                 self._params = []
                 self._state = _STDIN
                 params = decode_pairs(block, self.max_params)
+                params["FCGI_ROLE"] = self._role_name  # from FCGI_BEGIN_REQUEST, not the peer
                 events.append(Request(params, None, rid, self.keep_conn))
+                if self._role != RESPONDER:
+                    # §6.3: an Authorizer request has no body; it is complete now.
+                    self._state = _NO_BODY
+                    events.append(EndOfBody(rid))
         elif rtype == ABORT_REQUEST:
             # The server answers with FCGI_END_REQUEST (end_request()); until then
             # the records the web server still sends for this request are dropped.
@@ -490,11 +538,14 @@ class Connection:
             # §5.5: we do not multiplex; the active request carries on.
             self.outgoing += record(END_REQUEST, rid, END_BODY.pack(0, CANT_MPX_CONN))
             return
-        if role != RESPONDER:
-            self.outgoing += record(END_REQUEST, rid, END_BODY.pack(0, UNKNOWN_ROLE))
+        if role not in self.roles:
+            self.outgoing += refuse_role(rid, role)
             if not flags & KEEP_CONN:
                 self.should_close = True
             return
+        if role != self._role:
+            self._role = role
+            self._role_name = ROLE_NAMES[role]
         self.request_id = rid
         self.keep_conn = bool(flags & KEEP_CONN)
         self._state = _PARAMS

@@ -16,6 +16,8 @@ application; this module adds what only FastCGI has:
 * an FCGI_ABORT_REQUEST noticed while a response streams stops the
   iteration (``close()`` is called) and is answered with FCGI_END_REQUEST
   (§5.4);
+* ``--roles``: the roles served (§6.2 Responder, §6.3 Authorizer; the core
+  refuses others and tells the application the role in ``FCGI_ROLE``);
 * ``FCGI_WEB_SERVER_ADDRS`` (§3.2), when set, lists the web servers allowed
   to connect over TCP; other TCP peers are disconnected.  Unix sockets are
   guarded by their file permissions instead.
@@ -28,7 +30,7 @@ import socket
 
 from gateways.protocol import ProtocolError
 from gateways.protocol.events import Abort
-from gateways.protocol.fastcgi import SAFE_STDERR_RECORD, Connection
+from gateways.protocol.fastcgi import AUTHORIZER, RESPONDER, SAFE_STDERR_RECORD, Connection
 from gateways.response import ClientDisconnected, Refusal
 from gateways.server.handler import RECV_SIZE, BaseHandler
 
@@ -43,6 +45,7 @@ if TYPE_CHECKING:
     from gateways.settings import Config
 
 _INET = (socket.AF_INET, socket.AF_INET6)
+ROLES = {"responder": RESPONDER, "authorizer": AUTHORIZER}  # --roles (gateways.settings)
 
 
 class RequestAborted(ClientDisconnected):
@@ -222,10 +225,11 @@ class FastCGIHandler(BaseHandler):
     def setup(self, config: Config) -> None:
         self.max_conns = config.processes * config.threads
         self.allowed = allowed_addresses(os.environ.get("FCGI_WEB_SERVER_ADDRS"))
+        self.roles = frozenset(ROLES[name] for name in config.roles)
 
     def new_core(self) -> Connection:
         return Connection(self.max_header_size, self.max_params, self.max_conns,
-                          self.max_conns, SAFE_STDERR_RECORD)
+                          self.max_conns, SAFE_STDERR_RECORD, self.roles)
 
     def accept_peer(self, channel: Channel, address: Any) -> bool:
         if self.allowed is None or channel.family not in _INET or address[0] in self.allowed:

@@ -48,6 +48,8 @@ SNIPPETS = {
     ("apache", "uwsgi"): "uwsgi through mod_proxy_uwsgi to a gateways daemon",
     ("apache", "balancer"): "scale-out: mod_proxy_balancer over FastCGI daemons on TCP",
     ("apache", "balancer-uwsgi"): "scale-out: mod_proxy_balancer over uwsgi daemons on TCP",
+    ("apache", "authorizer"): "a FastCGI Authorizer: mod_authnz_fcgi asks a gateways daemon "
+                              "(TCP) whether each request for the location may go on",
     ("lighttpd", "cgi"): "CGI with mod_cgi",
     ("lighttpd", "fastcgi"): "FastCGI through mod_fastcgi to a gateways daemon",
     ("lighttpd", "fastcgi-spawn"): "FastCGI through mod_fastcgi, which spawns gateways "
@@ -67,6 +69,9 @@ SNIPPETS = {
     ("caddy", "balancer"): "scale-out: Caddy's reverse_proxy over several FastCGI daemons on "
                            "TCP",
     ("h2o", "fastcgi"): "FastCGI through H2O (fastcgi.connect) to a gateways daemon",
+    ("lighttpd", "authorizer"): "a FastCGI Authorizer: mod_fastcgi (\"mode\" => "
+                                "\"authorizer\") asks a gateways daemon whether each request "
+                                "for the location may go on",
     ("nginx", "fastcgi"): "FastCGI through fastcgi_pass to a gateways daemon",
     ("nginx", "scgi"): "SCGI through scgi_pass to a gateways daemon",
     ("nginx", "proxy"): "HTTP reverse proxy to the standalone server",
@@ -80,7 +85,10 @@ SNIPPETS = {
 # Which gateway a snippet talks to (for the daemon command line it shows).
 PROTOCOL = {"fastcgi": "fastcgi", "fastcgi-spawn": "fastcgi", "fcgid": "fastcgi",
             "balancer": "fastcgi", "scgi": "scgi", "uwsgi": "uwsgi", "balancer-uwsgi": "uwsgi",
-            "socket": "fastcgi", "service": "fastcgi"}
+            "socket": "fastcgi", "service": "fastcgi", "authorizer": "fastcgi"}
+
+# The daemons of these snippets serve another FastCGI role than Responder (--roles).
+ROLES = {"authorizer": "authorizer"}
 
 # The snippets that spread requests over the daemons of --backends.
 BALANCERS = ("balancer", "balancer-uwsgi")
@@ -108,8 +116,12 @@ SPLITS = (NGINX_SPLIT, "# --- inside your frontend section ---",
           "# --- inside your site block ---", "# --- under \"paths:\" in your host")
 
 
-def default_bind(gateway, name="myapp"):
-    """The sample socket of each gateway."""
+def default_bind(gateway, name="myapp", server=None):
+    """The sample socket of each gateway (of ``server``'s snippet)."""
+    if (server, gateway) == ("apache", "authorizer"):
+        return "127.0.0.1:9100"  # mod_authnz_fcgi reaches its backend over TCP only
+    if gateway == "authorizer":
+        return "unix:/run/%s/authorizer.sock" % name
     if gateway in ("scgi", "uwsgi"):
         return "unix:/run/%s/%s.sock" % (name, gateway)
     if gateway == "proxy":
@@ -206,6 +218,8 @@ def daemon_command(gateways, protocol, values, bind=True, mount=True):
             parts.append(_flag("socket_group", values["socket_group"]))
     if mount and values.get("script_name_option"):
         parts.append(_flag("script_name", values["prefix"] or "/"))
+    if values.get("roles"):
+        parts.append(_flag("roles", values["roles"]))
     parts.append(_flag("processes", values["processes"]))
     parts.append(_flag("threads", values["threads"]))
     return " ".join(parts)
@@ -219,7 +233,10 @@ def values_for(server, gateway, **given):
     config = resolve("conf", {k: v for k, v in given.items() if k in VALUES}, environ={})
     values = {name: getattr(config, name) for name in VALUES}
     if values["bind"] is None:
-        values["bind"] = default_bind(gateway)
+        values["bind"] = default_bind(gateway, server=server)
+    if (server, gateway) == ("apache", "authorizer") and values["bind"].startswith("unix:"):
+        raise ConfigError("--bind %s: Apache mod_authnz_fcgi reaches its backend over TCP "
+                          "only: give HOST:PORT" % values["bind"])
     values["prefix"] = _mount(values["prefix"])
     prefix = values["prefix"]
     flags = {"prefix" if prefix else "root"}
@@ -239,6 +256,8 @@ def values_for(server, gateway, **given):
     values["gateways"] = os.path.join(os.path.dirname(values["python"]), "gateways")
     values["script_name_option"] = (server, gateway) in SCRIPT_NAME_OPTION
     values["max_conns"] = int(values["processes"]) * int(values["threads"])
+    values["roles"] = ROLES.get(gateway)
+    values["provider"] = values["unit"].replace("-fastcgi", "-authorizer")
     protocol = PROTOCOL.get(gateway)
     if protocol:
         values["command"] = daemon_command(values["gateways"], protocol, values)

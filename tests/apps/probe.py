@@ -29,6 +29,8 @@ Routes (below the mount point)::
     /redirect?status=S a redirect (Location) with status S (301)
     /sleep?t=S         sleeps S seconds, then answers with its pid
     /pid               answers with the worker's pid
+    /env               JSON of the environ's str values (what a FastCGI
+                       authorizer in front passed on, for one)
 """
 
 import hashlib
@@ -82,6 +84,7 @@ def echo(environ):
         "run_once": environ.get("wsgi.run_once"),
         "input_terminated": environ.get("wsgi.input_terminated"),
         "gateway": environ.get("gateways.gateway"),
+        "fcgi_role": environ.get("FCGI_ROLE"),
         "server_name": environ.get("SERVER_NAME"),
         "server_port": environ.get("SERVER_PORT"),
         "server_protocol": environ.get("SERVER_PROTOCOL"),
@@ -218,6 +221,8 @@ def probe(environ, start_response):
         return _text(start_response, str(os.getpid()))
     if path == "/pid":
         return _text(start_response, str(os.getpid()))
+    if path == "/env":
+        return _json(start_response, {k: v for k, v in environ.items() if isinstance(v, str)})
     return _text(start_response, "no route %r" % path, "404 Not Found")
 
 
