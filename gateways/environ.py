@@ -230,8 +230,8 @@ class EnvironBuilder:
             # --script-name as for a Responder.
             env["SCRIPT_NAME"] = env["PATH_INFO"] = ""
         env.update(self.constants)
-        env["wsgi.url_scheme"] = ("https" if env.get("HTTPS") in _HTTPS_ON
-                                  or env.get("UWSGI_SCHEME") == "https" else "http")
+        env["wsgi.url_scheme"] = ("https" if ("HTTPS" in env or "UWSGI_SCHEME" in env) and (
+            env.get("HTTPS") in _HTTPS_ON or env.get("UWSGI_SCHEME") == "https") else "http")
         env["wsgi.input"] = wsgi_input
         env["wsgi.errors"] = errors
         env["wsgi.input_terminated"] = input_terminated

@@ -152,7 +152,6 @@ def render_head(status: str, headers: list[tuple[str, str]], prefix: str = CGI_S
     if headers.__class__ is not list:
         raise AppError("headers must be a list, not %s" % type(headers).__name__)
     parts = [prefix, status, "\r\n"]
-    location = False
     for header in headers:
         if header.__class__ is not tuple or len(header) != 2:
             raise AppError("header %r is not a (name, value) tuple" % (header,))
@@ -161,18 +160,16 @@ def render_head(status: str, headers: list[tuple[str, str]], prefix: str = CGI_S
             raise AppError("header %r: name and value must be str" % (header,))
         if not name or ":" in name or " " in name:
             raise AppError("header name %r is not a valid field name" % (name,))
-        lower = name.lower()
-        if lower in HOP_BY_HOP:
+        if name.lower() in HOP_BY_HOP:
             raise AppError("hop-by-hop header %r is for the server to set" % (name,))
-        if lower == "location":
-            location = True
         parts += (name, ": ", value, "\r\n")
-    if location and prefix == CGI_STATUS:
-        # RFC 3875 §6.3 puts no order on the header fields; HAProxy 2.6 takes the
-        # status from the last of Status and Location (302 for Location): Status last.
-        parts = parts[3:] + parts[:3]
     parts.append("\r\n")
     head = "".join(parts)
+    if "ocation" in head and prefix == CGI_STATUS and any(
+            name.lower() == "location" for name, _ in headers):
+        # RFC 3875 §6.3 puts no order on the header fields; HAProxy 2.6 takes the
+        # status from the last of Status and Location (302 for Location): Status last.
+        head = "".join(parts[3:-1] + parts[:3] + ["\r\n"])
     # Each line above contributes exactly one CR and one LF: any other count
     # means a CR or LF inside the status or a header (response splitting).
     lines = len(headers) + 2

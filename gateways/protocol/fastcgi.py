@@ -317,6 +317,9 @@ def refuse_role(request_id: int, role: int) -> bytes:
             + record(END_REQUEST, request_id, END_BODY.pack(0, UNKNOWN_ROLE)))
 
 
+_NO_LIMITS = (None,) * 6  # Connection() with none of its limits given
+
+
 class Connection:
     """The application side of one FastCGI transport connection.
 
@@ -333,39 +336,74 @@ class Connection:
     # attributes until a request in another role comes, so a connection costs nothing more.
     _role = RESPONDER
     _role_name = "RESPONDER"
+    # The limits, as class attributes: a server makes a subclass with its own once
+    # (:meth:`configured`), so that a connection costs only its own state.
+    max_params_size = 65536
+    max_params = 1000
+    stderr_record_size = MAX_CONTENT
+    roles = _RESPONDER_ONLY
+    values = {"FCGI_MAX_CONNS": "1", "FCGI_MAX_REQS": "1", "FCGI_MPXS_CONNS": "0"}
 
-    def __init__(self, max_params_size: int = 65536, max_params: int = 1000, max_conns: int = 1,
-                 max_reqs: int = 1, stderr_record_size: int = MAX_CONTENT,
-                 roles: Iterable[int] = _RESPONDER_ONLY) -> None:
-        # A frozenset is taken as it is: the server makes one for all its connections.
-        self.roles = roles if isinstance(roles, frozenset) else frozenset(roles)
-        if not self.roles or not self.roles <= _SERVED:
-            raise ValueError("roles %r: give one or more of RESPONDER (1) and AUTHORIZER (2)"
-                             % (sorted(self.roles),))
-        self.max_params_size = max_params_size
-        self.stderr_record_size = min(max(stderr_record_size, 8), MAX_CONTENT)
-        self.max_params = max_params
-        self.values = {
-            "FCGI_MAX_CONNS": str(max_conns),
-            "FCGI_MAX_REQS": str(max_reqs),
-            "FCGI_MPXS_CONNS": "0",
-        }
+    def __init__(self, max_params_size: int | None = None, max_params: int | None = None,
+                 max_conns: int | None = None, max_reqs: int | None = None,
+                 stderr_record_size: int | None = None,
+                 roles: Iterable[int] | None = None) -> None:
+        if (max_params_size, max_params, max_conns, max_reqs, stderr_record_size,
+                roles) != _NO_LIMITS:
+            self._limit(max_params_size, max_params, max_conns, max_reqs, stderr_record_size,
+                        roles)
         self.outgoing = bytearray()  # appended to: many answers in one read stay linear
-        self.should_close = False
-        self.request_id = 0
-        self.keep_conn = False
-        self._state = _IDLE
         self._params: list[bytes] = []
-        self._params_size = 0
-        self._stderr_used = False
-        self._buffer: bytearray | None = None  # bytes of an incomplete record, or None
-        self._need = 0  # how many bytes that record needs before it can be parsed
-        # An FCGI_STDIN record of the active request is passed on as its bytes
-        # arrive, not buffered whole: what is left of its content and padding.
-        self._stdin_left = 0
-        self._padding_left = 0
-        # The violation that stopped the connection, as (class, args): see feed().
-        self._error: tuple[type[ProtocolError], tuple[Any, ...]] | None = None
+
+    # The state of a new connection: class attributes, shadowed by the instance's
+    # own as they change (a connection is made per accepted socket: its cost counts).
+    should_close = False
+    request_id = 0
+    keep_conn = False
+    _state = _IDLE
+    _params_size = 0
+    _stderr_used = False
+    _buffer: bytearray | None = None  # bytes of an incomplete record, or None
+    _need = 0  # how many bytes that record needs before it can be parsed
+    # An FCGI_STDIN record of the active request is passed on as its bytes
+    # arrive, not buffered whole: what is left of its content and padding.
+    _stdin_left = 0
+    _padding_left = 0
+    # The violation that stopped the connection, as (class, args): see feed().
+    _error: tuple[type[ProtocolError], tuple[Any, ...]] | None = None
+
+    def _limit(self, max_params_size: int | None, max_params: int | None,
+               max_conns: int | None, max_reqs: int | None,
+               stderr_record_size: int | None, roles: Iterable[int] | None) -> None:
+        """This connection's own limits (those given; the class's for the others)."""
+        if roles is not None:
+            roles = roles if isinstance(roles, frozenset) else frozenset(roles)
+            if not roles or not roles <= _SERVED:
+                raise ValueError("roles %r: give one or more of RESPONDER (1) and AUTHORIZER "
+                                 "(2)" % (sorted(roles),))
+            self.roles = roles
+        if max_params_size is not None:
+            self.max_params_size = max_params_size
+        if max_params is not None:
+            self.max_params = max_params
+        if stderr_record_size is not None:
+            self.stderr_record_size = min(max(stderr_record_size, 8), MAX_CONTENT)
+        if max_conns is not None or max_reqs is not None:
+            self.values = dict(self.values)
+            if max_conns is not None:
+                self.values["FCGI_MAX_CONNS"] = str(max_conns)
+            if max_reqs is not None:
+                self.values["FCGI_MAX_REQS"] = str(max_reqs)
+
+    @classmethod
+    def configured(cls, max_params_size: int | None = None, max_params: int | None = None,
+                   max_conns: int | None = None, max_reqs: int | None = None,
+                   stderr_record_size: int | None = None,
+                   roles: Iterable[int] | None = None) -> type[Connection]:
+        """A subclass whose connections all have these limits (checked once, here)."""
+        probe = cls(max_params_size, max_params, max_conns, max_reqs, stderr_record_size, roles)
+        names = ("max_params_size", "max_params", "stderr_record_size", "roles", "values")
+        return type(cls.__name__, (cls,), {name: getattr(probe, name) for name in names})
 
     # -- input --------------------------------------------------------------------
 
@@ -483,17 +521,10 @@ class Connection:
     def _request_record(self, rtype: int, rid: int, content: bytes, events: list[Event]) -> None:
         """A record of the active request other than its body (feed() passes that on)."""
         state = self._state
-        if state == _ABORTED and rtype in (STDIN, PARAMS, DATA):
-            return  # §5.4: the rest of an aborted request's streams is of no use
-        if rtype == STDIN:
-            if state == _PARAMS:
-                raise StdinBeforeParams()
-            elif state == _NO_BODY:
-                return  # §6.3: no body for an Authorizer; lighttpd ends an empty one anyway
-            else:
-                raise StreamAfterEnd("FCGI_STDIN after its end record")
-        elif rtype == PARAMS:
+        if rtype == PARAMS:
             if state != _PARAMS:
+                if state == _ABORTED:
+                    return  # §5.4: the rest of an aborted request's streams is of no use
                 raise StreamAfterEnd("FCGI_PARAMS after its end record")
             if content:
                 self._params_size += len(content)
@@ -513,6 +544,15 @@ class Connection:
                     # §6.3: an Authorizer request has no body; it is complete now.
                     self._state = _NO_BODY
                     events.append(EndOfBody(rid))
+        elif rtype == STDIN:
+            if state == _PARAMS:
+                raise StdinBeforeParams()
+            elif state in (_NO_BODY, _ABORTED):
+                # §6.3: no body for an Authorizer (lighttpd ends an empty one anyway);
+                # §5.4: the rest of an aborted request's streams is of no use.
+                return
+            else:
+                raise StreamAfterEnd("FCGI_STDIN after its end record")
         elif rtype == ABORT_REQUEST:
             # The server answers with FCGI_END_REQUEST (end_request()); until then
             # the records the web server still sends for this request are dropped.
@@ -524,7 +564,8 @@ class Connection:
         elif rtype == GET_VALUES:
             raise ManagementRecordForRequest("FCGI_GET_VALUES for request %d" % rid)
         elif rtype == DATA:
-            pass  # only the Filter role reads FCGI_DATA (§6.4); we never accept it
+            pass  # only the Filter role reads FCGI_DATA (§6.4); we never accept it (nor
+            # an aborted request's)
         elif rtype > MAX_TYPE:
             raise UnknownRecordType("record type %d for request %d" % (rtype, rid))
         else:
@@ -569,6 +610,8 @@ class Connection:
 
     def data_to_send(self) -> bytes:
         """The bytes of the automatic answers queued so far (they are cleared)."""
+        if not self.outgoing:
+            return b""
         data = bytes(self.outgoing)
         self.outgoing.clear()
         return data

@@ -114,7 +114,8 @@ class Transport:
         self.channel = channel  # type: ignore[assignment]  # None: see above
         self.conn = conn  # type: ignore[assignment]
         self.active = self.broken = self.aborted = False
-        self.errors.pending = []
+        if self.errors.pending:
+            self.errors.pending = []
 
     def start(self) -> None:
         """The application is about to run."""
@@ -226,10 +227,17 @@ class FastCGIHandler(BaseHandler):
         self.max_conns = config.processes * config.threads
         self.allowed = allowed_addresses(os.environ.get("FCGI_WEB_SERVER_ADDRS"))
         self.roles = frozenset(ROLES[name] for name in config.roles)
+        self.check_peers = self.allowed is not None
+        self.core_class = Connection.configured(
+            max_params_size=self.max_header_size, max_params=self.max_params,
+            max_conns=self.max_conns, max_reqs=self.max_conns,
+            stderr_record_size=SAFE_STDERR_RECORD, roles=self.roles)
 
     def new_core(self) -> Connection:
-        return Connection(self.max_header_size, self.max_params, self.max_conns,
-                          self.max_conns, SAFE_STDERR_RECORD, self.roles)
+        return Connection.configured(
+            max_params_size=self.max_header_size, max_params=self.max_params,
+            max_conns=self.max_conns, max_reqs=self.max_conns,
+            stderr_record_size=SAFE_STDERR_RECORD, roles=self.roles)()
 
     def accept_peer(self, channel: Channel, address: Any) -> bool:
         if self.allowed is None or channel.family not in _INET or address[0] in self.allowed:

@@ -136,6 +136,9 @@ class BaseHandler:
         self.max_params = config.max_params
         self.current: Conn | None = None  # the connection this thread serves (log lines)
         self.counts = state.counts  # --stats: this thread's counters, else None
+        # What makes a connection's core: a class or a function of no arguments.
+        self.core_class: Callable[[], Core] = self.new_core
+        self.check_peers = True  # call accept_peer() for each new connection
         self.setup(config)
         self.transport = self.Transport(self)  # one per thread, reset for each connection
 
@@ -167,28 +170,27 @@ class BaseHandler:
     def __call__(self, channel: Channel, address: Any) -> bool:
         """Serve a freshly accepted connection; True when it was parked (the poller
         owns it now), False when it is done (the caller closes it)."""
-        conn = Conn(channel, address)
-        if not self.accept_peer(channel, address):
-            return False
-        conn.core = self.new_core()
-        return self.resume(conn)
+        return self.resume(Conn(channel, address))
 
     def resume(self, conn: Conn) -> bool:
-        """Serve ``conn`` (fresh, or handed back by the poller) until it closes or waits
-        for its peer; True when it was parked."""
-        if conn.core is None:  # taken from the listen queue by a stopping worker
-            if not self.accept_peer(conn.channel, conn.address):
+        """Serve ``conn`` (freshly accepted, or handed back by the poller) until it
+        closes or waits for its peer; True when it was parked.  (The worker threads
+        call this one: it is the request path.)"""
+        if conn.core is None:  # a new connection
+            if self.check_peers and not self.accept_peer(conn.channel, conn.address):
                 return False
-            conn.core = self.new_core()
+            conn.core = self.core_class()
         transport = self.transport
         transport.reset(conn.channel, conn.core)
-        self.current = conn
+        self.current = conn  # for log lines; the next connection replaces it
         try:
             parked = self.serve(conn, transport)
-        finally:
+        except BaseException:
+            # serve() returns with no request running; an exception may leave one
             transport.reset(None, None)
             self.current = None
-            self.state.end()  # a no-op unless the connection broke mid-request
+            self.state.end()
+            raise
         if parked:
             if self.state.park(conn):
                 return True

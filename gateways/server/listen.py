@@ -24,6 +24,7 @@ import errno
 import os
 import socket
 import stat
+import struct
 
 from gateways.address import address_in_use, parse_bind
 from gateways.errors import AddressInUse, ConfigError
@@ -61,8 +62,35 @@ class Listener:
             except OSError:
                 pass
 
+    def refuse_new(self) -> None:
+        """The daemon stops: let no new connection into the listen queue (Linux).
+
+        Closing a listening socket resets the connections in its queue; while
+        the workers take what is there, more keep coming.  A unix socket's
+        file is removed (a connect() fails at once); on a TCP socket of our
+        own, a socket filter that drops every packet (classic BPF ``ret #0``,
+        SO_ATTACH_FILTER) drops the SYNs: the client retries its SYN and then
+        meets the closed port, a refused connection a web server fails over
+        from, whatever the request.  A socket inherited from systemd outlives
+        us and keeps queueing for the next process: left alone."""
+        if self.inherited or self.unix_path or self.sock.family not in (
+                socket.AF_INET, socket.AF_INET6):
+            return
+        try:
+            import ctypes
+
+            program = ctypes.create_string_buffer(_DROP_ALL)
+            fprog = struct.pack("HL", 1, ctypes.addressof(program))  # struct sock_fprog
+            self.sock.setsockopt(socket.SOL_SOCKET, _SO_ATTACH_FILTER, fprog)
+        except (OSError, ImportError, AttributeError):
+            pass  # not Linux: the queue is served as it is
+
     def __repr__(self) -> str:
         return "Listener(%s)" % self.name
+
+
+_SO_ATTACH_FILTER = getattr(socket, "SO_ATTACH_FILTER", 26)
+_DROP_ALL = struct.pack("HBBI", 0x06, 0, 0, 0)  # BPF_RET | BPF_K, 0: drop the packet
 
 
 # -- inherited sockets -------------------------------------------------------------

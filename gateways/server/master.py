@@ -43,6 +43,7 @@ from gateways.server.worker import (
     RECYCLED,
     TICK,
     Worker,
+    keep_freed_memory,
 )
 
 TYPE_CHECKING = False  # mypy reads the imports below; the interpreter never does
@@ -103,9 +104,11 @@ class Master:
         self.status = 0
         self.respawn_after = 0.0
         self.signals: list[int] = []
-        # Request start times, one double per thread per worker slot; twice the
-        # workers and two, so that a reload, recycles and replacements overlap.
-        self.slot_count = 2 * processes + 2
+        # Request start times, one double per thread per worker slot; four times
+        # the workers and two, so that a reload, recycles (a retiring worker
+        # lingers up to a tick while its threads leave accept()) and
+        # replacements overlap.
+        self.slot_count = 4 * processes + 2
         self._shm = mmap.mmap(-1, 8 * self.slot_count * self.threads)
         self.slots = memoryview(self._shm).cast("d")
         # --stats: the workers' counters, and what the master keeps itself
@@ -217,7 +220,7 @@ class Master:
         child.retiring = True
         child.deadline = time.monotonic() + self.graceful_timeout
         self.log.info("worker %d: finishing its requests (%s)", child.pid, why)
-        self._kill(child.pid, signal.SIGTERM)
+        self._kill(child.pid, signal.SIGUSR1)  # retire: the others serve the listen queue
 
     def _kill(self, pid: int, signum: int) -> None:
         try:
@@ -343,8 +346,10 @@ class Master:
             self.stopping = True
             self.stop_deadline = time.monotonic() + (self.graceful_timeout if graceful else 0.0)
             # New connections are refused (and the socket file is gone) at
-            # once, so a web server can fail over instead of queueing.
+            # once, so a web server can fail over instead of queueing; the
+            # workers serve what is queued already.
             for listener in self.listeners:
+                listener.refuse_new()
                 listener.close(remove=not listener.inherited)
         for child in self.children.values():
             self._kill(child.pid, signal.SIGTERM if graceful else signal.SIGKILL)
@@ -408,6 +413,7 @@ class Master:
         """Supervise until told to stop; returns the exit status."""
         self._ready_r, self._ready_w = os.pipe()
         os.set_blocking(self._ready_r, False)
+        keep_freed_memory()  # once, here: the workers inherit it (and ctypes) at fork
         self._install_signals()
         try:
             while True:

@@ -50,6 +50,7 @@ import threading
 import time
 
 from gateways.server.channel import Channel, timeval
+from gateways.server.conn import Conn
 
 TYPE_CHECKING = False  # mypy reads the block below; the interpreter never does
 if TYPE_CHECKING:
@@ -58,7 +59,6 @@ if TYPE_CHECKING:
     from logging import Logger
     from typing import Any, Protocol
 
-    from gateways.server.conn import Conn
     from gateways.server.listen import Listener
 
     class ConnectionHandler(Protocol):
@@ -203,7 +203,9 @@ class Runners:
             self.started[index] = -1.0
         while not self.worker.finished:
             self._serve_ready(index)
-            self.wake.acquire(timeout=DELAY)
+            # Woken by summon(): a connection on worker.ready, or the worker finished
+            # (no polling: a stopping worker's threads would wake 500 times a second).
+            self.wake.acquire(timeout=self.tick)
         return SPARE
 
     # -- the scout ----------------------------------------------------------------
@@ -265,7 +267,7 @@ class Runners:
         # (typeshed does not list _socket.socket's _accept, which socket.accept calls.)
         accept = sock._accept  # type: ignore[attr-defined]
         family, kind = sock.family, sock.type
-        handle = self.handlers[index]
+        handle = self.handlers[index].resume
         started = self.started
         worker = self.worker
         ready = worker.ready
@@ -293,7 +295,7 @@ class Runners:
             started[index] = time.monotonic()
             conn = _socket.socket(family, kind, 0, fd)
             try:
-                parked = handle(Channel(conn, send_timeout), address)
+                parked = handle(Conn(Channel(conn, send_timeout), address))
             except Exception:
                 parked = False
                 log.exception("internal error while serving a connection on %s",

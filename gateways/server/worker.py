@@ -11,14 +11,23 @@ started on a request and clears it at the end: that is how the master sees
 The worker tells the master through a pipe: *ready* once it serves, and
 *recycle me* when it has served ``--max-requests`` or its memory passed
 ``--max-rss``.  It serves on until the master, which starts the replacement
-at once, tells it to stop (SIGTERM) once the replacement is ready: a recycle
-leaves no gap.
+at once, tells it to retire (SIGUSR1) once the replacement is ready: a
+recycle leaves no gap.
 
-Signals (worker): SIGTERM, SIGINT: stop accepting, take every connection
-still waiting in the listen queue (non-blocking ``accept()`` until there is
-none: closing a listening socket with connections in its queue resets
-them), serve those and the requests in flight, then exit.  SIGHUP is the
-master's business (ignored here).  A worker stops when its master is gone.
+Signals (worker):
+
+SIGUSR1 (retire: a recycle, a reload)
+    stop accepting, serve the requests in flight and the connections parked
+    with a request owed, then exit.  The listening socket stays open in the
+    master and the other workers, which take what waits in its queue.
+SIGTERM, SIGINT (the daemon stops)
+    the same, and first take every connection still waiting in the listen
+    queue and serve it too: when the last process closes a listening socket,
+    the connections in its queue are reset.  (The master has made the
+    socket refuse new ones: :meth:`gateways.server.listen.Listener.refuse_new`.)
+
+SIGHUP is the master's business (ignored here).  A worker stops (as on
+SIGTERM) when its master is gone.
 """
 
 from __future__ import annotations
@@ -164,6 +173,7 @@ class Worker:
         self.ready_fd = ready_fd
         self.parent = parent
         self.stopping = False
+        self.take_queue = False  # the daemon stops: serve what waits in the listen queue
         self.finished = False
         self.recycling = 0  # why the master was asked to recycle us (0: it was not)
         self.served = 0
@@ -178,6 +188,10 @@ class Worker:
     # -- what threads and signals call --------------------------------------------------
 
     def _stop(self, signum: int, frame: object) -> None:
+        self.stopping = True
+        self.take_queue = True
+
+    def _retire(self, signum: int, frame: object) -> None:
         self.stopping = True
 
     def recycle(self, why: int) -> None:
@@ -201,7 +215,7 @@ class Worker:
             os.write(self.ready_fd, MESSAGE.pack(os.getpid(), what))
         except OSError:
             self.log.warning("the master process is gone; stopping")
-            self.stopping = True
+            self.stopping = self.take_queue = True
             return False
         return True
 
@@ -210,6 +224,7 @@ class Worker:
     def run(self) -> int:
         signal.signal(signal.SIGTERM, self._stop)
         signal.signal(signal.SIGINT, self._stop)
+        signal.signal(signal.SIGUSR1, self._retire)
         signal.signal(signal.SIGHUP, signal.SIG_IGN)
         signal.signal(signal.SIGQUIT, signal.SIG_DFL)
         os.set_blocking(self._wake_w, False)
@@ -225,7 +240,6 @@ class Worker:
         # What the application loaded lives as long as the worker: keep it out
         # of the collector's way (fewer objects to walk on every collection).
         gc.freeze()
-        keep_freed_memory()
         count = len(self.listeners)
         states = []
         for number, listener in enumerate(self.listeners):
@@ -252,7 +266,8 @@ class Worker:
             self._wait(TICK)
             if os.getppid() != self.parent:
                 self.log.warning("the master process is gone; stopping")
-                self.stopping, status = True, ORPHANED
+                self.stopping = self.take_queue = True
+                status = ORPHANED
             elif self.max_rss and not self.recycling and rss() > self.max_rss:
                 self.recycle(RECYCLE_RSS)
         self._finish(config.graceful_timeout)
@@ -279,7 +294,7 @@ class Worker:
             # is parked with a request owed and nothing waits to be served: a
             # connection moves thread -> poller -> ready, and the checks run in
             # that order so that one in motion is seen.
-            taken = self._take_queued()
+            taken = self._take_queued() if self.take_queue else 0
             busy = any(pool.busy() for pool in self.pools) or self._running()
             pending = busy or self.poller.waiting() or self.ready
             quiet = 0 if taken or pending else quiet + 1
