@@ -205,6 +205,33 @@ def test_sigterm_answers_the_requests_in_flight_and_the_queued_ones(spawn):
     assert all(r.response.status_code == 200 for r in results)
 
 
+def test_sigterm_on_tcp_refuses_new_connections_and_answers_the_queued_ones(spawn):
+    """On a TCP port the daemon opened, a stop lets no new connection into the listen
+    queue (a socket filter drops the SYNs): a client that connects meanwhile is not
+    accepted and then reset, it waits for its SYN retry and finds the port closed, a
+    refused connection a web server fails over from whatever the request."""
+    server = spawn("--processes", "1", "--threads", "2", "--graceful-timeout", "10",
+                   bind="tcp")
+    in_flight = [InFlight(server.address, "/sleep", "t=1.5", settle=0.0) for _ in range(2)]
+    queued = [InFlight(server.address, "/pid", settle=0.0) for _ in range(5)]
+    time.sleep(0.2)  # the two threads sleep; the five wait in the listen queue
+    server.signal(signal.SIGTERM)
+    time.sleep(0.2)
+    late = socket.socket()
+    late.settimeout(0.5)
+    try:
+        with pytest.raises(socket.timeout):  # the SYN was dropped: no connection at all
+            late.connect(server.address)
+    finally:
+        late.close()
+    assert server.wait_exit(timeout=10) == 0
+    results = [request.result() for request in in_flight + queued]
+    assert [(r.path, r.error) for r in results if r.response is None] == []
+    assert all(r.response.status_code == 200 for r in results)
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(server.address, timeout=2).close()
+
+
 def test_timeout_spares_the_other_requests_of_the_worker(spawn):
     server = spawn("--processes", "1", "--threads", "4", "--timeout", "2",
                    "--graceful-timeout", "10")
