@@ -17,7 +17,7 @@ import sys
 
 import pytest
 
-from gateways.tools.confgen import render, split_nginx, split_snippet
+from gateways.tools.confgen import render
 
 import webservers
 from behaviour import Front, FrontBehaviour, get_json
@@ -54,21 +54,6 @@ FASTCGI_MOUNTS = {**MOUNTS, "haproxy": ("haproxy", "/app"), "haproxy-root": ("ha
                   "caddy": ("caddy", "/app"), "caddy-root": ("caddy", "")}
 
 
-def start_front(name, text, proxy_module):
-    if name == "apache":
-        return webservers.start_apache(text, modules=(
-            "proxy", proxy_module, "proxy_balancer", "lbmethod_byrequests", "slotmem_shm"))
-    if name == "lighttpd":
-        return webservers.start_lighttpd(text)
-    if name == "haproxy":
-        own, frontend = split_snippet(text)
-        return webservers.start_haproxy(own, frontend=frontend)
-    if name == "caddy":
-        return webservers.start_caddy(split_snippet(text)[1])
-    http_part, server_part = split_nginx(text)
-    return webservers.start_nginx(server_part, http_extra=http_part)
-
-
 @pytest.fixture(scope="module", params=list(FASTCGI_MOUNTS))
 def balanced(request, backends):
     """The balancer snippet for one front end, mounted at /app or at the root."""
@@ -76,7 +61,7 @@ def balanced(request, backends):
     listed = ",".join(daemon.bind for daemon in backends)
     text = render(name, "balancer", app="probe:application", prefix=mount or "/",
                   backends=listed)
-    server = start_front(name, text, "proxy_fcgi")
+    server = webservers.start_balancer(name, text)
     # HAProxy answers a chunked upload larger than its buffer 400 (README.rst).
     options = {"chunked_upload": False, "chunked_refusal": 400} if name == "haproxy" else {}
     yield Front(server.url(), mount, server, streams=True, **options)
@@ -89,7 +74,7 @@ def test_both_daemons_get_traffic(balanced, backends):
     def served_by(_):
         return parent(get_json(front, "/echo")["pid"])  # the daemon's master
 
-    # Concurrent requests: lighttpd sends each to the least busy daemon.
+    # Concurrent requests: even a least-busy balancer spreads them.
     with concurrent.futures.ThreadPoolExecutor(8) as pool:
         masters = list(pool.map(served_by, range(40)))
     expected = {daemon.pid for daemon in backends}
@@ -144,7 +129,7 @@ def uwsgi_balanced(request, server_python, app_dir, tmp_path_factory):
                                      address=("127.0.0.1", port), env=clean_environ())
         for daemon in daemons.values():
             daemon.wait_ready(needle=None)
-        server = start_front(name, text, "proxy_uwsgi")
+        server = webservers.start_balancer(name, text, proxy_module="proxy_uwsgi")
         try:
             yield Front(server.url(), mount, server, streams=True,
                         chunked_upload=name != "apache"), list(daemons.values()), lines

@@ -83,6 +83,8 @@ from typing import Optional, Union
 
 import pytest
 
+from gateways.tools.confgen import split_nginx, split_snippet
+
 WORKER_USER = "www-data"
 APACHE_BIN = "/usr/sbin/apache2"
 APACHE_MODULE_DIR = Path("/usr/lib/apache2/modules")
@@ -864,3 +866,30 @@ def start_h2o(paths: str, *, name: str = "h2o", root: Optional[Path] = None) -> 
     binary = require("h2o")
     return _start(name, h2o_config(paths), conf_name="h2o.conf", pid_name="h2o.pid",
                   argv=[binary, "-c", "{root}/h2o.conf"], root=root, env=None)
+
+
+# -- a balancer snippet, as printed ------------------------------------------------------
+
+
+def start_balancer(server: str, text: str, *, proxy_module: str = "proxy_fcgi",
+                   name: Optional[str] = None) -> Server:
+    """Start ``server`` (apache, lighttpd, nginx, haproxy, caddy) with the balancer
+    snippet ``text`` (``gateways conf SERVER balancer``) as printed, each part where the
+    snippet says it goes.  ``proxy_module``: Apache's scheme module (``proxy_fcgi``,
+    ``proxy_uwsgi``); ``name``: the server's name (its directory's prefix)."""
+    name = name or server
+    if server == "apache":
+        # The modules of the snippet's "Needs:" line.
+        return start_apache(text, name=name, modules=(
+            "proxy", proxy_module, "proxy_balancer", "lbmethod_byrequests", "slotmem_shm"))
+    if server == "lighttpd":
+        return start_lighttpd(text, name=name)
+    if server == "haproxy":
+        own, frontend = split_snippet(text)
+        return start_haproxy(own, frontend=frontend, name=name)
+    if server == "caddy":
+        return start_caddy(split_snippet(text)[1], name=name)
+    if server == "nginx":
+        http_part, server_part = split_nginx(text)
+        return start_nginx(server_part, http_extra=http_part, name=name)
+    raise ValueError("no balancer snippet for %r" % server)
