@@ -138,6 +138,8 @@ BAD_CONTENT_LENGTH = Refusal("400 Bad Request", "not a byte count",
                              b"Bad Request: invalid Content-Length\n")
 TOO_LARGE = Refusal("413 Content Too Large", "the request body is over --max-body",
                     b"Request body too large\n")
+SHORT_BODY = Refusal("400 Bad Request", "the body ended before its CONTENT_LENGTH",
+                     b"Bad Request: the request body is shorter than its Content-Length\n")
 NO_APPLICATION = Refusal("500 Internal Server Error", "the application could not be loaded",
                          b"Internal Server Error\n")
 

@@ -573,6 +573,25 @@ def test_bad_content_length_is_400(main, value):
         check_complete(get(client, "/pid"))
 
 
+def test_a_body_shorter_than_its_content_length_is_400_without_the_app(main):
+    """FastCGI §6.2: FCGI_STDIN ended before CONTENT_LENGTH bytes (Apache resends a POST
+    whose connection was reset without its body): not run, 400, one WARNING line."""
+    with main.client() as client:
+        params = http_params("/upload", method="POST", CONTENT_LENGTH="1000")
+        response = check_complete(client.request(params, b"x" * 10, keep_conn=True), 400)
+        assert b"shorter than its Content-Length" in response.body
+        params = http_params("/upload", method="POST", CONTENT_LENGTH="1000")
+        check_complete(client.request(params, b"", keep_conn=True), 400)
+        # The whole body: the application runs, on the same connection.
+        answer = check_complete(post(client, "/upload", b"y" * 1000)).json()
+        assert answer["length"] == 1000
+    lines = main.log.wait_for("of its CONTENT_LENGTH 1000").splitlines()
+    warnings = [line for line in lines if "CONTENT_LENGTH 1000" in line]
+    assert len(warnings) == 2 and all("WARNING" in line for line in warnings)
+    assert "after 10 of its CONTENT_LENGTH 1000 bytes" in warnings[0]
+    assert "Traceback" not in main.log.new_text()
+
+
 def test_content_length_minus_one_is_a_body_of_unknown_length(main):
     """Caddy sends CONTENT_LENGTH -1 for a chunked upload (it was answered 400 before):
     the body runs to the end of FCGI_STDIN, and the application sees no CONTENT_LENGTH

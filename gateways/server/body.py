@@ -33,11 +33,12 @@ class BodyTooLarge(Exception):
 class Body:
     """Collects one request body (see the module docstring)."""
 
-    __slots__ = ("parts", "size", "file", "threshold", "limit")
+    __slots__ = ("parts", "size", "file", "threshold", "limit", "expected")
 
-    def __init__(self, threshold: int, limit: int) -> None:
+    def __init__(self, threshold: int, limit: int, expected: int = 0) -> None:
         self.parts: list[bytes] | None = []  # None once the body went to self.file
         self.size = 0
+        self.expected = expected  # CONTENT_LENGTH (0: none, or unknown)
         self.file: IO[bytes] | None = None
         self.threshold = threshold
         self.limit = limit
@@ -73,17 +74,18 @@ class Body:
             self.file.close()
 
 
-def check_length(value: str | None, limit: int) -> Refusal | None:
-    """None when a CONTENT_LENGTH value is acceptable, else the :class:`Refusal`.
+def check_length(value: str | None, limit: int) -> tuple[int, Refusal | None]:
+    """``(length, None)`` when a CONTENT_LENGTH value is acceptable (0 for none), else
+    ``(0, the Refusal)``.
 
     ``-1`` is what Caddy sends for a chunked upload: the length is unknown, the
     body is read to the end of its stream (:data:`gateways.environ.UNKNOWN_LENGTH`).
     """
     if not value or value in UNKNOWN_LENGTH:
-        return None
+        return 0, None
     length = content_length(value)
     if length is None:
-        return BAD_CONTENT_LENGTH
+        return 0, BAD_CONTENT_LENGTH
     if length > limit:
-        return TOO_LARGE
-    return None
+        return 0, TOO_LARGE
+    return length, None

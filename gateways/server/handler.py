@@ -32,7 +32,7 @@ import struct
 from gateways.environ import EnvironBuilder, normalize_mount
 from gateways.protocol import ProtocolError
 from gateways.protocol.events import Abort, Data, EndOfBody, Request
-from gateways.response import TOO_LARGE, FileWrapper, Refusal
+from gateways.response import SHORT_BODY, TOO_LARGE, FileWrapper, Refusal
 from gateways.response import serve as serve_app
 from gateways.server.body import Body, BodyTooLarge, check_length
 from gateways.server.conn import Conn
@@ -239,6 +239,8 @@ class BaseHandler:
                         ok = transport.refuse(reject.answering(params))  # type: ignore[arg-type]
                         if self.counts is not None:
                             self.count(reject.status)
+                    elif body.size < body.expected:  # type: ignore[union-attr]
+                        ok = self.short_body(conn, transport, params, body)  # type: ignore[arg-type]
                     elif (conn.queued or state.crowded) and self.abandoned(conn):
                         ok = False
                     else:
@@ -319,14 +321,29 @@ class BaseHandler:
 
     def begin(self, conn: Conn, params: dict[str, str]) -> tuple[Body, Refusal | None]:
         """A request's meta-variables arrived: ``(body, refusal or None)``."""
-        body = Body(self.spool_threshold, self.max_body)
         length = params.get("CONTENT_LENGTH")
-        reject = check_length(length, self.max_body)
+        expected, reject = check_length(length, self.max_body)
+        if expected and params.get("FCGI_ROLE") == "AUTHORIZER":
+            expected = 0  # FastCGI §6.3: an Authorizer gets the request's headers, no body
+        body = Body(self.spool_threshold, self.max_body, expected)
         if reject is not None and reject is not TOO_LARGE:
             self.log.warning("%s: %s sent CONTENT_LENGTH %r, %s; answering %s", self.gateway,
                              self.peer(conn), (length or "")[:40], reject.reason,
                              reject.status)
         return body, reject
+
+    def short_body(self, conn: Conn, transport: HandlerTransport, params: dict[str, str],
+                   body: Body) -> bool:
+        """The body ended before CONTENT_LENGTH (FastCGI §6.2: the application compares
+        them and does not act on a short one): 400, and one WARNING line.  Apache
+        resends a POST whose connection was reset without its body, for one."""
+        self.log.warning("%s: %s ended the request body after %d of its CONTENT_LENGTH %d "
+                         "bytes; answering %s", self.gateway, self.peer(conn), body.size,
+                         body.expected, SHORT_BODY.status)
+        ok = transport.refuse(SHORT_BODY.answering(params))
+        if self.counts is not None:
+            self.count(SHORT_BODY.status)
+        return ok
 
     @staticmethod
     def collect(body: Body, data: bytes, reject: Refusal | None) -> Refusal | None:
