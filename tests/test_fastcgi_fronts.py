@@ -39,7 +39,7 @@ import requests
 from gateways.tools.confgen import render, split_snippet
 
 import webservers
-from behaviour import TIMEOUT, FrontBehaviour, front_from_table, get_json
+from behaviour import TIMEOUT, every_front, front_maker, get_json
 from daemons import alive, behind_a_web_server, children, stop_all, wait_until
 from fcgi_client import END_REQUEST, STDERR, STDIN, STDOUT, decode_pairs, end_request_content
 from fcgi_client import record as fcgi_record
@@ -135,8 +135,7 @@ FRONTS = {
 SERVERS = ("haproxy", "caddy", "h2o")
 
 
-def make_front(request, name):
-    return front_from_table(request, FRONTS, name)
+make_front = front_maker(FRONTS)
 
 
 def http_request(port, target, method="GET", headers=()):
@@ -153,13 +152,7 @@ def http_request(port, target, method="GET", headers=()):
         connection.close()
 
 
-class TestEveryFront(FrontBehaviour):
-    """The shared cases through each entry of FRONTS."""
-
-    @pytest.fixture(scope="class", params=sorted(FRONTS))
-    @classmethod
-    def front(cls, request):
-        return make_front(request, request.param)
+TestEveryFront = every_front(FRONTS)
 
 
 # -- through the daemons ------------------------------------------------------------------
