@@ -103,9 +103,11 @@ class Refuser:
                         data += chunk
                     if len(data) >= 8:
                         rid = int.from_bytes(data[2:4], "big")
+                        # counted before the answer: lighttpd may serve the file
+                        # (and the test read the count) before sendall() returns
+                        self.refused += 1
                         conn.sendall(fc.record(fc.END_REQUEST, rid, fc.end_request_content(
                             0, fc.UNKNOWN_ROLE)))
-                        self.refused += 1
 
     def close(self):
         self.running = False
