@@ -168,3 +168,15 @@ class TestBalancedUwsgiBehaviour(FrontBehaviour):
     @classmethod
     def make_front(cls, request):
         return request.getfixturevalue("uwsgi_balanced")[0]
+
+
+# Defined last: it stops one of the front's two daemons, so it runs after every other
+# test of that front (pytest keeps the order of definition within a fixture's param).
+def test_a_stopped_uwsgi_daemon_costs_no_request(uwsgi_balanced):
+    """The uwsgi balancer snippets' promise (their comment, README.rst "Scale-out"):
+    a daemon that refuses connections costs no request, the front passes it on."""
+    front, daemons, _ = uwsgi_balanced
+    assert daemons[0].stop(timeout=15) == 0
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        masters = list(pool.map(lambda _: parent(get_json(front, "/echo")["pid"]), range(30)))
+    assert set(masters) == {daemons[1].pid}, masters
