@@ -48,9 +48,11 @@ def webservers() -> types.ModuleType:
 
         stub.skip = stub.fail = _raise
         sys.modules["pytest"] = stub
-    tests = str(REPO / "tests")
-    if tests not in sys.path:
-        sys.path.insert(0, tests)
+    # tests/webservers.py imports gateways.tools.confgen (standard library only):
+    # from this checkout, whatever the driver's interpreter has installed
+    for path in (str(REPO), str(REPO / "tests")):
+        if path not in sys.path:
+            sys.path.insert(0, path)
     import webservers as module
 
     return module
