@@ -82,3 +82,18 @@ class Abort(Event):
 
 
 EVENTS: tuple[type[Event], ...] = (Request, Data, EndOfBody, Abort)
+
+
+def body_of_length(data: bytes | bytearray | memoryview, remaining: int) -> list[Event]:
+    """The events of ``data`` arriving while ``remaining`` (> 0) bytes of a body
+    framed by its length (SCGI, uwsgi: CONTENT_LENGTH) are still due: nothing for
+    no data, else one :class:`Data` cut at the body's end, and :class:`EndOfBody`
+    when ``data`` completes it.  The core keeps the count; this cuts."""
+    size = len(data)
+    if not size:
+        return []
+    if type(data) is not bytes:
+        data = bytes(data)
+    if size < remaining:
+        return [Data(data)]
+    return [Data(data[:remaining] if size > remaining else data), EndOfBody()]

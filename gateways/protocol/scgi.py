@@ -35,7 +35,7 @@ for clients, tests and benchmarks.
 from __future__ import annotations
 
 from gateways.protocol import ProtocolError, Truncated, join_repeated
-from gateways.protocol.events import Data, EndOfBody, Request
+from gateways.protocol.events import Data, EndOfBody, Request, body_of_length
 
 TYPE_CHECKING = False  # mypy reads the imports below; the interpreter never does
 if TYPE_CHECKING:
@@ -305,17 +305,12 @@ class SCGIRequestParser:
         return params
 
     def _body(self, data: bytes | bytearray) -> list[Event]:
-        size = len(data)
-        if not size:
-            return []
-        if type(data) is not bytes:
-            data = bytes(data)
         remaining = self._remaining
-        if size < remaining:
-            self._remaining = remaining - size
-            return [Data(data)]
-        self._remaining, self._state = 0, _DONE
-        return [Data(data[:remaining] if size > remaining else data), EndOfBody()]
+        if len(data) < remaining:
+            self._remaining = remaining - len(data)
+        else:
+            self._remaining, self._state = 0, _DONE
+        return body_of_length(data, remaining)
 
 
 def make_request(params: Mapping[str, str], body: bytes = b"") -> bytes:

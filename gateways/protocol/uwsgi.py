@@ -42,7 +42,7 @@ import struct
 from typing import Union
 
 from gateways.protocol import ProtocolError, Truncated, join_repeated, parse_length
-from gateways.protocol.events import Data, EndOfBody, Event, Request
+from gateways.protocol.events import EndOfBody, Event, Request, body_of_length
 
 HEADER = struct.Struct("<BHB")
 _U16 = struct.Struct("<H")
@@ -239,17 +239,12 @@ class UWSGIRequestParser:
         return []
 
     def _body(self, data: Buffer) -> list[Event]:
-        size = len(data)
-        if not size:
-            return []
-        if type(data) is not bytes:
-            data = bytes(data)
         remaining = self._remaining
-        if size < remaining:
-            self._remaining = remaining - size
-            return [Data(data)]
-        self._remaining, self._state = 0, _DONE
-        return [Data(data[:remaining] if size > remaining else data), EndOfBody()]
+        if len(data) < remaining:
+            self._remaining = remaining - len(data)
+        else:
+            self._remaining, self._state = 0, _DONE
+        return body_of_length(data, remaining)
 
 
 # What uWSGI's documentation calls the modifiers a WSGI server is sent by mistake.
