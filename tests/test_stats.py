@@ -369,9 +369,11 @@ def test_status_watch_refreshes_and_counts_requests_per_second(started):
                                              "--interval", "1", "--count", "3"),
                                stdout=subprocess.PIPE, text=True, env=clean_environ())
     try:
-        deadline = time.monotonic() + 2.5
+        # requests until it has shown its three screens (however long the command
+        # takes to start on a busy machine), bounded in count and time
+        deadline = time.monotonic() + 20
         sent = 0
-        while time.monotonic() < deadline and sent < 400:
+        while process.poll() is None and time.monotonic() < deadline and sent < 20000:
             assert send("fastcgi", daemon.address, "/pid") == 200
             sent += 1
         out, _ = process.communicate(timeout=20)
