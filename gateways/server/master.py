@@ -42,6 +42,7 @@ from gateways.server.worker import (
     RECYCLE_RSS,
     RECYCLED,
     TICK,
+    WORKER_SIGNALS,
     Worker,
     keep_freed_memory,
 )
@@ -150,8 +151,13 @@ class Master:
         if max_requests and self.jitter:
             max_requests += random.randint(0, self.jitter)  # noqa: S311 - not security
         parent = os.getpid()
-        pid = os.fork()
-        if pid == 0:  # the worker
+        mask = signal.pthread_sigmask(signal.SIG_BLOCK, WORKER_SIGNALS)
+        try:
+            pid = os.fork()
+        except OSError:
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+            raise
+        if pid == 0:  # the worker (its Worker.run() unblocks WORKER_SIGNALS)
             status = 1
             try:
                 signal.set_wakeup_fd(-1)
@@ -171,6 +177,7 @@ class Master:
                 self.log.exception("worker failed")
             finally:
                 os._exit(status)
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         self.children[pid] = _Child(pid, index, self.generation)
         self.log.debug("started worker %d", pid)
         return True

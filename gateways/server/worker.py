@@ -70,6 +70,12 @@ ORPHANED = 5  # worker exit status: the master is gone
 
 # What a worker writes to the master's pipe: its pid and what it says.
 MESSAGE = struct.Struct("=IB")
+# The signals a worker handles itself.  The master blocks them around fork()
+# and the worker unblocks them once its own handlers are in place: one sent in
+# between (a SIGTERM just after a worker was started) would otherwise run the
+# master's handler inherited by the child, and be lost.
+WORKER_SIGNALS = frozenset((signal.SIGTERM, signal.SIGINT, signal.SIGUSR1, signal.SIGHUP,
+                            signal.SIGQUIT))
 READY, RECYCLE_REQUESTS, RECYCLE_RSS = 1, 2, 3
 _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
@@ -230,6 +236,7 @@ class Worker:
         os.set_blocking(self._wake_w, False)
         os.set_blocking(self._wake_r, False)
         signal.set_wakeup_fd(self._wake_w)  # a signal wakes the main loop's select()
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, WORKER_SIGNALS)  # see WORKER_SIGNALS
         try:
             make_handler = self.boot()
         except Exception as exc:  # one line; boot() logs a traceback in debug mode
