@@ -37,6 +37,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -276,6 +277,65 @@ def behind_a_web_server(gateway, gateways_bin, app_dir, directory, name, tcp=Fal
     return Daemon(argv, directory, name, bind="tcp" if tcp else "unix", log_file=True,
                   args=["--socket-group", "www-data", "--processes", "1", "--threads", "4",
                         "--log-level", "debug", *extra])
+
+
+@contextlib.contextmanager
+def daemon_set(prefix, timeout=10.0, quiet=False):
+    """A web-server-readable directory and a dict (name: Daemon) for a module's daemons:
+    ``with daemon_set("gw-x-") as (directory, started):`` start them into
+    ``started``.  At the end every one gets SIGTERM and must exit 0 (with ``quiet``:
+    having logged no WARNING or ERROR); the failure message holds their logs; the
+    directory is removed."""
+    directory = webservers.public_dir(prefix)
+    started = {}
+    try:
+        yield directory, started
+    finally:
+        statuses = stop_all(started, timeout)
+        logs = {name: daemon.log.text() for name, daemon in started.items()}
+        webservers.shutil.rmtree(directory, ignore_errors=True)
+    tails = {name: text[-2000:] for name, text in logs.items()}
+    assert statuses == dict.fromkeys(started, 0), (statuses, tails)
+    if quiet:
+        assert not [name for name, text in logs.items()
+                    if "WARNING" in text or "ERROR" in text], logs
+
+
+class RawListener:
+    """A listening socket that stands in for a daemon: each connection goes to
+    ``self._serve(conn)`` (defined by the subclass) on a thread of its own.
+    ``address``: a unix socket path (made connectable by the web servers' user) or
+    (host, port); ``bind``: the address as --bind spells it; ``connections``: how
+    many were accepted.  A subclass sets its own attributes before calling
+    ``super().__init__``: connections may come at once."""
+
+    def __init__(self, address=("127.0.0.1", 0)):
+        family = socket.AF_UNIX if isinstance(address, str) else socket.AF_INET
+        self.sock = socket.socket(family, socket.SOCK_STREAM)
+        self.sock.bind(address)
+        if family == socket.AF_UNIX:
+            os.chmod(address, 0o666)
+            self.bind = "unix:" + address
+        else:
+            self.bind = "%s:%d" % self.sock.getsockname()[:2]
+        self.sock.listen(16)
+        self.connections = 0
+        self.thread = threading.Thread(target=self._accept, daemon=True)
+        self.thread.start()
+
+    def close(self):
+        self.sock.shutdown(socket.SHUT_RDWR)
+        self.sock.close()
+        self.thread.join(WAIT)
+
+    def _accept(self):
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.connections += 1
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
 
 
 def stop_all(daemons, timeout=10.0):

@@ -39,7 +39,7 @@ from gateways.tools.confgen import render
 import fcgi_client as fc
 import webservers
 from behaviour import TIMEOUT
-from daemons import Daemon, behind_a_web_server, gateways_argv, stop_all
+from daemons import Daemon, behind_a_web_server, daemon_set, gateways_argv
 
 pytestmark = pytest.mark.servers
 
@@ -49,9 +49,7 @@ GOOD = {"X-Token": "good"}
 
 @pytest.fixture(scope="module")
 def daemons(gateways_bin, app_dir):
-    directory = webservers.public_dir("gw-authz-")
-    started = {}
-    try:
+    with daemon_set("gw-authz-", quiet=True) as (directory, started):
         for name, tcp in (("authz-tcp", True), ("authz-unix", False)):
             argv = gateways_argv("fastcgi", "authz:application", "--app-dir", str(app_dir),
                                  gateways=gateways_bin)
@@ -64,12 +62,6 @@ def daemons(gateways_bin, app_dir):
         for daemon in started.values():
             daemon.wait_ready()
         yield started
-    finally:
-        statuses = stop_all(started)
-        logs = {name: daemon.log.text() for name, daemon in started.items()}
-        webservers.shutil.rmtree(directory, ignore_errors=True)
-    assert statuses == dict.fromkeys(started, 0), (statuses, logs)
-    assert not [name for name, text in logs.items() if "WARNING" in text or "ERROR" in text], logs
 
 
 class Refuser:

@@ -28,9 +28,7 @@ import hashlib
 import http.client
 import json
 import os
-import socket
 import struct
-import threading
 import time
 
 import pytest
@@ -40,7 +38,7 @@ from gateways.tools.confgen import render, split_snippet
 
 import webservers
 from behaviour import TIMEOUT, every_front, front_maker, get_json
-from daemons import alive, behind_a_web_server, children, stop_all, wait_until
+from daemons import RawListener, alive, behind_a_web_server, children, daemon_set, wait_until
 from fcgi_client import END_REQUEST, STDERR, STDIN, STDOUT, decode_pairs, end_request_content
 from fcgi_client import record as fcgi_record
 
@@ -87,9 +85,7 @@ START = {"haproxy": start_haproxy, "caddy": start_caddy, "h2o": start_h2o}
 @pytest.fixture(scope="module")
 def daemons(gateways_bin, app_dir):
     """unix and tcp (HAProxy and Caddy), h2o_app and h2o_root (--script-name)."""
-    directory = webservers.public_dir("gw-fronts-")
-    started = {}
-    try:
+    with daemon_set("gw-fronts-") as (directory, started):
         for name, tcp, extra in [("unix", False, ()), ("tcp", True, ()),
                                  ("h2o_app", False, ("--script-name", "/app")),
                                  ("h2o_root", True, ("--script-name", "/"))]:
@@ -98,11 +94,6 @@ def daemons(gateways_bin, app_dir):
         for daemon in started.values():
             daemon.wait_ready()
         yield started
-    finally:
-        statuses = stop_all(started)
-        logs = {name: daemon.log.text()[-2000:] for name, daemon in started.items()}
-        webservers.shutil.rmtree(directory, ignore_errors=True)
-    assert statuses == dict.fromkeys(started, 0), (statuses, logs)
 
 
 def _front_fixture(server, app, root):
@@ -302,34 +293,17 @@ def test_caddy_logs_no_traceback(request):
 # -- what each front sends, read raw ------------------------------------------------------
 
 
-class Capture:
-    """A FastCGI listener that answers every request with the JSON of what it got:
-    ``pairs`` (the params in the order they came, a name sent twice as two pairs),
-    ``body`` (length and sha256 of FCGI_STDIN).  ``requests`` keeps every record.
-    ``stderr`` (bytes, or a callable of the socket): what to send before the answer."""
+class Capture(RawListener):
+    """A FastCGI listener on 127.0.0.1 that answers every request with the JSON of
+    what it got: ``pairs`` (the params in the order they came, a name sent twice as
+    two pairs), ``body`` (length and sha256 of FCGI_STDIN).  ``requests`` keeps every
+    record.  ``stderr`` (bytes, or a callable of the socket): what to send before
+    the answer."""
 
     def __init__(self):
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(16)
-        self.bind = "127.0.0.1:%d" % self.sock.getsockname()[1]
         self.requests = []
         self.before_answer = None
-        self.thread = threading.Thread(target=self._accept, daemon=True)
-        self.thread.start()
-
-    def close(self):
-        self.sock.shutdown(socket.SHUT_RDWR)
-        self.sock.close()
-        self.thread.join(TIMEOUT)
-
-    def _accept(self):
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+        super().__init__()
 
     @staticmethod
     def _recv(conn, size):

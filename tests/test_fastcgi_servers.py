@@ -43,7 +43,15 @@ from gateways.tools.confgen import render, split_nginx, values_for
 
 import webservers
 from behaviour import TIMEOUT, Front, every_front, front_maker, get_json
-from daemons import Log, alive, behind_a_web_server, children, parent, stop_all, wait_until
+from daemons import (
+    Log,
+    alive,
+    behind_a_web_server,
+    children,
+    daemon_set,
+    parent,
+    wait_until,
+)
 from fcgi_client import FastCGIClient, http_params
 
 pytestmark = pytest.mark.servers
@@ -70,9 +78,7 @@ def daemons(gateways_bin, app_dir):
     """unix (lighttpd, nginx), tcp (lighttpd /tcp), reuse and plain (Apache with
     and without enablereuse), keep (nginx with fastcgi_keep_conn); tcp and idle
     close kept-alive connections after 1 s (test_daemon_closes_an_idle_kept_connection)."""
-    directory = webservers.public_dir("gw-fastcgi-")
-    started = {}
-    try:
+    with daemon_set("gw-fastcgi-") as (directory, started):
         for name, tcp, extra in [("unix", False, ()), ("tcp", True, ("--keepalive-timeout", "1")),
                                  ("reuse", False, ()), ("plain", False, ()),
                                  ("keep", False, ()),
@@ -82,11 +88,6 @@ def daemons(gateways_bin, app_dir):
         for daemon in started.values():
             daemon.wait_ready()
         yield started
-    finally:
-        statuses = stop_all(started)
-        logs = {name: daemon.log.text()[-2000:] for name, daemon in started.items()}
-        webservers.shutil.rmtree(directory, ignore_errors=True)
-    assert statuses == dict.fromkeys(started, 0), (statuses, logs)
 
 
 def snippet(server, gateway, prefix, bind, app_dir, python=None, **values):

@@ -29,7 +29,7 @@ from gateways.tools.confgen import render, split_nginx
 
 import webservers
 from behaviour import TIMEOUT, every_front, front_maker, get_json
-from daemons import behind_a_web_server, stop_all
+from daemons import behind_a_web_server, daemon_set
 
 pytestmark = pytest.mark.servers
 
@@ -49,9 +49,7 @@ def connect(daemon):
 @pytest.fixture(scope="module")
 def daemons(gateways_bin, app_dir):
     """apache_app, apache_root (--script-name), unix and tcp (no --script-name)."""
-    directory = webservers.public_dir("gw-scgi-")
-    started = {}
-    try:
+    with daemon_set("gw-scgi-", timeout=5) as (directory, started):
         for name, tcp, extra in [("apache_app", False, ("--script-name", "/app")),
                                  ("apache_root", True, ("--script-name", "/")),
                                  ("unix", False, ()), ("tcp", True, ())]:
@@ -62,11 +60,6 @@ def daemons(gateways_bin, app_dir):
             connect(daemon).close()
             daemon.log.mark()
         yield started
-    finally:
-        statuses = stop_all(started, timeout=5)
-        logs = {name: daemon.log.text()[-2000:] for name, daemon in started.items()}
-        webservers.shutil.rmtree(directory, ignore_errors=True)
-    assert statuses == dict.fromkeys(started, 0), (statuses, logs)
 
 
 def snippet(server, prefix, daemon, app_dir):

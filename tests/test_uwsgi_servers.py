@@ -30,7 +30,6 @@ import os
 import re
 import socket
 import struct
-import threading
 import time
 
 import pytest
@@ -41,7 +40,7 @@ from gateways.tools.confgen import render, split_nginx
 
 import webservers
 from behaviour import TIMEOUT, Front, every_front, front_maker, get_json
-from daemons import behind_a_web_server, stop_all, wait_until
+from daemons import RawListener, behind_a_web_server, daemon_set, wait_until
 
 pytestmark = pytest.mark.servers
 
@@ -77,7 +76,7 @@ def _pairs(block):
     return pairs
 
 
-class Capture:
+class Capture(RawListener):
     """A uwsgi listener that answers every request with the JSON of what it received:
     ``modifier1``, ``modifier2``, ``vars`` (the pairs in the order they came),
     ``body`` (the length and sha256 of CONTENT_LENGTH bytes) and ``after`` (bytes
@@ -85,32 +84,8 @@ class Capture:
     ``requests`` the packet headers that arrived."""
 
     def __init__(self, address):
-        family = socket.AF_UNIX if isinstance(address, str) else socket.AF_INET
-        self.sock = socket.socket(family, socket.SOCK_STREAM)
-        self.sock.bind(address)
-        if family == socket.AF_UNIX:
-            os.chmod(address, 0o666)  # the web servers' user connects
-            self.bind = "unix:" + address
-        else:
-            self.bind = "127.0.0.1:%d" % self.sock.getsockname()[1]
-        self.sock.listen(16)
-        self.connections = self.requests = 0
-        self.thread = threading.Thread(target=self._accept, daemon=True)
-        self.thread.start()
-
-    def close(self):
-        self.sock.shutdown(socket.SHUT_RDWR)
-        self.sock.close()
-        self.thread.join(TIMEOUT)
-
-    def _accept(self):
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            self.connections += 1
-            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+        self.requests = 0
+        super().__init__(address)
 
     def _serve(self, conn):
         with conn:
@@ -148,9 +123,7 @@ class Capture:
 def daemons(gateways_bin, app_dir):
     """apache_app, apache_root (--script-name), unix and tcp (no --script-name), and
     an SCGI daemon for lighttpd's mixed config."""
-    directory = webservers.public_dir("gw-uwsgi-")
-    started = {}
-    try:
+    with daemon_set("gw-uwsgi-", timeout=5) as (directory, started):
         for name, gateway, tcp, extra in [
                 ("apache_app", "uwsgi", False, ("--script-name", "/app")),
                 ("apache_root", "uwsgi", True, ("--script-name", "/")),
@@ -162,11 +135,6 @@ def daemons(gateways_bin, app_dir):
             daemon.wait_ready()
             daemon.log.mark()
         yield started
-    finally:
-        statuses = stop_all(started, timeout=5)
-        logs = {name: daemon.log.text()[-2000:] for name, daemon in started.items()}
-        webservers.shutil.rmtree(directory, ignore_errors=True)
-    assert statuses == dict.fromkeys(started, 0), (statuses, logs)
 
 
 def snippet(server, prefix, bind, app_dir="/srv/myapp", gateway="uwsgi"):
