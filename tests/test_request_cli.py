@@ -144,3 +144,12 @@ def test_operator_mistakes_are_one_line():
         proc = request(*args)
         assert proc.returncode == 2 and needle in proc.stderr.decode(), (args, proc.stderr)
         assert proc.stderr.decode().count("\n") == 1
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "soon"])
+def test_a_timeout_that_is_no_duration_is_refused(value):
+    """``--timeout 0`` would give up before connecting: a usage error, exit 2."""
+    proc = request("fastcgi", "127.0.0.1:1", "--timeout", value)
+    stderr = proc.stderr.decode()
+    assert proc.returncode == 2 and "argument --timeout:" in stderr, stderr
+    assert "Traceback" not in stderr

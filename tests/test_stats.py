@@ -405,6 +405,18 @@ def test_status_of_nothing_is_one_line_and_exit_2(target, message):
     assert line.startswith("gateways: error:") and message in line
 
 
+
+@pytest.mark.parametrize("option, value", [("--interval", "0"), ("--interval", "-1"),
+                                           ("--timeout", "0"), ("--count", "-1"),
+                                           ("--count", "many")])
+def test_status_option_out_of_range_is_a_usage_error(option, value):
+    """``--watch --interval 0`` would ask the daemon in a busy loop: refused, exit 2,
+    before anything is asked."""
+    result = status_command("unix:/nonexistent/stats.sock", "--watch", option, value)
+    assert result.returncode == 2
+    assert "argument %s:" % option in result.stderr and "Traceback" not in result.stderr
+    assert "cannot connect" not in result.stderr
+
 def test_status_of_something_that_is_not_a_stats_address(started):
     daemon = started("fastcgi", "--processes", "1")
     result = status_command("unix:%s" % daemon.address)  # the FastCGI socket itself

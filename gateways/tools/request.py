@@ -20,18 +20,35 @@ stderr records go to stderr.  Exit status: 0 for 2xx and 3xx, 1 for 4xx and
 answer, one ``NAME=value`` per line.
 """
 
+import argparse
 import socket
 import sys
 import time
 
 from gateways.address import parse_bind
-from gateways.errors import OperatorError
+from gateways.errors import ConfigError, OperatorError
+from gateways.settings import seconds
 
 PROTOCOLS = ("fastcgi", "scgi", "uwsgi")
 
 
 class RequestFailed(OperatorError):
     """No usable answer: exit status 2."""
+
+
+def seconds_option(text: str) -> float:
+    """argparse type of a duration option: seconds > 0, or the usage error."""
+    try:
+        return seconds(text)
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def count_option(text: str) -> int:
+    """argparse type of a count option: a whole number >= 0, or the usage error."""
+    if not (text.isdigit() and text.isascii()):
+        raise argparse.ArgumentTypeError("%r: give a whole number, 0 or more" % text)
+    return int(text)
 
 
 def add_arguments(parser):
@@ -53,7 +70,7 @@ def add_arguments(parser):
                         "(repeatable)")
     parser.add_argument("-i", "--include", action="store_true",
                         help="print the status line and the headers before the body")
-    parser.add_argument("--timeout", type=float, default=10.0, metavar="SECONDS",
+    parser.add_argument("--timeout", type=seconds_option, default=10.0, metavar="SECONDS",
                         help="give up after this long (default: 10)")
     parser.add_argument("--values", action="store_true",
                         help="FastCGI: ask FCGI_GET_VALUES instead of a request")

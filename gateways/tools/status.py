@@ -20,7 +20,13 @@ import sys
 import time
 
 from gateways.address import parse_bind
-from gateways.tools.request import RequestFailed, connect, read_all
+from gateways.tools.request import (
+    RequestFailed,
+    connect,
+    count_option,
+    read_all,
+    seconds_option,
+)
 
 CLEAR = "\x1b[H\x1b[2J"
 
@@ -31,13 +37,13 @@ def add_arguments(parser):
                         help="the daemon's --stats address: unix:PATH or HOST:PORT")
     parser.add_argument("--watch", action="store_true",
                         help="refresh the screen every --interval until Ctrl-C")
-    parser.add_argument("--interval", type=float, default=1.0, metavar="SECONDS",
+    parser.add_argument("--interval", type=seconds_option, default=1.0, metavar="SECONDS",
                         help="time between two looks (default: 1)")
-    parser.add_argument("--count", type=int, default=0, metavar="N",
+    parser.add_argument("--count", type=count_option, default=0, metavar="N",
                         help="with --watch: stop after N screens (default: never)")
     parser.add_argument("--json", action="store_true",
                         help="print the daemon's JSON answer as it is")
-    parser.add_argument("--timeout", type=float, default=5.0, metavar="SECONDS",
+    parser.add_argument("--timeout", type=seconds_option, default=5.0, metavar="SECONDS",
                         help="give up on the daemon after this long (default: 5)")
 
 
@@ -136,7 +142,7 @@ def run_cli(args):
     shown = 0
     try:
         while True:
-            time.sleep(max(0.0, args.interval))
+            time.sleep(args.interval)
             now = fetch(address, args.timeout)
             screen = render(now, before)
             if args.watch and out.isatty():
